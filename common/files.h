@@ -1,0 +1,63 @@
+#pragma once
+// Files that must survive crashes and concurrent plugin processes: an fd owner, flock, and
+// writes that are never seen empty or partial.
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cni {
+
+// Move-only owner of a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  ~Fd();
+  int get() const { return fd_; }
+  int release();
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// An exclusive flock(2) on `path` (created 0600 when missing), released on destruction.
+// flock, not fcntl locks: the reference host-local locks `<dir>/lock` the same way, so both
+// implementations exclude each other on a shared data dir.
+class FileLock {
+ public:
+  static FileLock exclusive(const std::string& path);
+
+ private:
+  explicit FileLock(Fd fd) : fd_(std::move(fd)) {}
+  Fd fd_;
+};
+
+// mkdir -p with `mode` for created components. Throws Error code 5 on failure.
+void ensure_dir(const std::string& path, mode_t mode = 0755);
+
+std::optional<std::string> read_file(const std::string& path);
+
+// Replaces `path` atomically: temp file in the same directory, write, fsync, rename, fsync dir.
+// Readers see the old content or the new, never an empty or partial file.
+void atomic_write(const std::string& path, std::string_view data, mode_t mode = 0644);
+
+// Creates `path` with `data` only if it does not exist, atomically: the content is written and
+// fsynced to a temp file which is then link(2)ed into place — link fails with EEXIST instead of
+// replacing, so the file appears complete or not at all. Returns false when `path` exists.
+bool create_exclusive(const std::string& path, std::string_view data, mode_t mode = 0600);
+
+// Removes `path`; true if it existed.
+bool remove_file(const std::string& path);
+
+// Names in `dir` (no "." or ".."), empty when the directory does not exist.
+std::vector<std::string> list_dir(const std::string& dir);
+
+}  // namespace cni

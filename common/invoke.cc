@@ -1,0 +1,160 @@
+#include "common/invoke.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/error.h"
+#include "common/files.h"
+
+extern char** environ;
+
+namespace cni {
+
+std::string find_plugin(const std::string& type, const std::string& cni_path) {
+  if (type.empty() || type.find('/') != std::string::npos) {
+    throw_config("invalid plugin type \"" + type + "\"");
+  }
+  size_t start = 0;
+  while (start <= cni_path.size()) {
+    size_t end = cni_path.find(':', start);
+    if (end == std::string::npos) end = cni_path.size();
+    std::string dir = cni_path.substr(start, end - start);
+    if (!dir.empty()) {
+      std::string candidate = dir + "/" + type;
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+    start = end + 1;
+  }
+  throw Error(kErrInternal, "failed to find plugin \"" + type + "\" in path [" + cni_path + "]");
+}
+
+namespace {
+
+std::vector<std::string> child_env(const std::string& command, const CmdArgs& args) {
+  const std::pair<const char*, const std::string*> cni_vars[] = {
+      {"CNI_CONTAINERID", &args.container_id}, {"CNI_NETNS", &args.netns},
+      {"CNI_IFNAME", &args.ifname},            {"CNI_ARGS", &args.args_raw},
+      {"CNI_PATH", &args.path},
+  };
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    if (std::strncmp(*e, "CNI_", 4) != 0) env.emplace_back(*e);
+  }
+  env.push_back("CNI_COMMAND=" + command);
+  for (const auto& [name, value] : cni_vars) {
+    if (!value->empty()) env.push_back(std::string(name) + "=" + *value);
+  }
+  return env;
+}
+
+struct Pipe {
+  Fd read;
+  Fd write;
+  Pipe() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
+    read = Fd(fds[0]);
+    write = Fd(fds[1]);
+  }
+};
+
+// Feeds `input` to `in` and collects `out` until EOF, without deadlocking on full pipes.
+std::string exchange(Fd in, Fd out, const std::string& input) {
+  std::string output;
+  size_t written = 0;
+  ::fcntl(in.get(), F_SETFL, O_NONBLOCK);
+  if (input.empty()) in = Fd();
+  while (out) {
+    pollfd fds[2] = {{out.get(), POLLIN, 0}, {in ? in.get() : -1, POLLOUT, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("poll");
+    }
+    if (fds[1].revents & (POLLOUT | POLLERR | POLLHUP)) {
+      ssize_t n = ::write(in.get(), input.data() + written, input.size() - written);
+      if (n > 0) written += static_cast<size_t>(n);
+      if ((n < 0 && errno != EAGAIN && errno != EINTR) || written == input.size()) in = Fd();
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      char buf[8192];
+      ssize_t n = ::read(out.get(), buf, sizeof(buf));
+      if (n > 0) {
+        output.append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        out = Fd();
+      }
+    }
+  }
+  return output;
+}
+
+}  // namespace
+
+std::string exec_plugin(const std::string& type, const std::string& command, const CmdArgs& args,
+                        const std::string& config) {
+  std::string path = find_plugin(type, args.path);
+  std::vector<std::string> env = child_env(command, args);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string arg0 = path;
+  char* argv[] = {arg0.data(), nullptr};
+
+  Pipe stdin_pipe;
+  Pipe stdout_pipe;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, stdin_pipe.read.get(), STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, stdout_pipe.write.get(), STDOUT_FILENO);
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw_errno("failed to run " + path, rc);
+  stdin_pipe.read = Fd();
+  stdout_pipe.write = Fd();
+
+  // A delegate that exits without reading stdin must not kill us with SIGPIPE.
+  struct sigaction ignore {};
+  struct sigaction old {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ignore, &old);
+  std::string output = exchange(std::move(stdin_pipe.write), std::move(stdout_pipe.read), config);
+  ::sigaction(SIGPIPE, &old, nullptr);
+
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw_errno("waitpid");
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return output;
+
+  json err = json::parse(output, nullptr, false);
+  if (err.is_object() && err.contains("code") && err["code"].is_number_integer()) {
+    throw Error(err["code"].get<int>(), err.value("msg", ""), err.value("details", ""));
+  }
+  std::string how = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                      : "signal " + std::to_string(WTERMSIG(status));
+  throw Error(kErrInternal, "plugin " + type + " " + command + " failed (" + how + ")", output);
+}
+
+Result delegate_add(const std::string& type, const CmdArgs& args, const std::string& config) {
+  std::string out = exec_plugin(type, "ADD", args, config);
+  json j = json::parse(out, nullptr, false);
+  if (j.is_discarded()) {
+    throw Error(kErrDecode, "failed to decode the result of " + type, out);
+  }
+  return Result::from_json(j);
+}
+
+void delegate(const std::string& type, const std::string& command, const CmdArgs& args,
+              const std::string& config) {
+  exec_plugin(type, command, args, config);
+}
+
+}  // namespace cni

@@ -1,0 +1,177 @@
+#include "common/netconf.h"
+
+#include <strings.h>
+
+#include "common/error.h"
+
+namespace cni {
+
+const json* find_key(const json& obj, std::string_view key) {
+  if (!obj.is_object()) {
+    return nullptr;
+  }
+  const json* found = nullptr;
+  if (auto it = obj.find(key); it != obj.end()) {
+    found = &*it;
+  } else {
+    for (auto it2 = obj.begin(); it2 != obj.end(); ++it2) {
+      const std::string& k = it2.key();
+      if (k.size() == key.size() && strncasecmp(k.data(), key.data(), k.size()) == 0) {
+        found = &*it2;
+        break;
+      }
+    }
+  }
+  return (found && !found->is_null()) ? found : nullptr;
+}
+
+std::string key_path(std::string_view where, std::string_view key) {
+  return where.empty() ? std::string(key) : std::string(where) + "." + std::string(key);
+}
+
+namespace {
+
+[[noreturn]] void wrong_type(std::string_view where, std::string_view key, const char* expected,
+                             const json& got) {
+  throw_config(key_path(where, key) + ": expected " + expected + ", got " + got.type_name() +
+               " " + got.dump());
+}
+
+}  // namespace
+
+std::optional<bool> get_bool(const json& obj, std::string_view key, std::string_view where) {
+  const json* v = find_key(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_boolean()) wrong_type(where, key, "a boolean", *v);
+  return v->get<bool>();
+}
+
+std::optional<std::string> get_string(const json& obj, std::string_view key,
+                                      std::string_view where) {
+  const json* v = find_key(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) wrong_type(where, key, "a string", *v);
+  return v->get<std::string>();
+}
+
+std::optional<int64_t> get_int(const json& obj, std::string_view key, std::string_view where,
+                               int64_t min, int64_t max) {
+  const json* v = find_key(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_number_integer()) wrong_type(where, key, "an integer", *v);
+  if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(max)) {
+    throw_config(key_path(where, key) + ": " + v->dump() + " is out of range [" +
+                 std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  int64_t n = v->get<int64_t>();
+  if (n < min || n > max) {
+    throw_config(key_path(where, key) + ": " + std::to_string(n) + " is out of range [" +
+                 std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  return n;
+}
+
+const json* get_object(const json& obj, std::string_view key, std::string_view where) {
+  const json* v = find_key(obj, key);
+  if (v && !v->is_object()) wrong_type(where, key, "an object", *v);
+  return v;
+}
+
+const json* get_array(const json& obj, std::string_view key, std::string_view where) {
+  const json* v = find_key(obj, key);
+  if (v && !v->is_array()) wrong_type(where, key, "a list", *v);
+  return v;
+}
+
+std::optional<std::vector<std::string>> get_string_list(const json& obj, std::string_view key,
+                                                        std::string_view where) {
+  const json* v = get_array(obj, key, where);
+  if (!v) return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& e : *v) {
+    if (!e.is_string()) wrong_type(where, key, "a list of strings", *v);
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+CniArgs CniArgs::parse(std::string_view text) {
+  CniArgs out;
+  while (!text.empty()) {
+    auto semi = text.find(';');
+    std::string_view pair = text.substr(0, semi);
+    text = semi == std::string_view::npos ? std::string_view{} : text.substr(semi + 1);
+    if (pair.empty()) {
+      continue;
+    }
+    auto eq = pair.find('=');
+    if (eq == std::string_view::npos || eq == 0) {
+      throw Error(kErrInvalidEnv, "invalid CNI_ARGS", "ARGS: invalid pair \"" + std::string(pair) + "\"");
+    }
+    out.pairs_.emplace_back(std::string(pair.substr(0, eq)), std::string(pair.substr(eq + 1)));
+  }
+  return out;
+}
+
+void CniArgs::check_known(std::initializer_list<std::string_view> known) const {
+  auto ignore = get("IgnoreUnknown");
+  if (ignore && (*ignore == "1" || strcasecmp(ignore->c_str(), "true") == 0)) {
+    return;
+  }
+  static constexpr std::string_view kAlwaysKnown[] = {
+      "IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID",
+      "K8S_POD_UID"};
+  for (const auto& [k, v] : pairs_) {
+    bool ok = false;
+    for (auto name : kAlwaysKnown) ok = ok || k == name;
+    for (auto name : known) ok = ok || k == name;
+    if (!ok) {
+      throw Error(kErrInvalidEnv, "invalid CNI_ARGS", "ARGS: unknown args \"" + k + "\"");
+    }
+  }
+}
+
+std::optional<std::string> CniArgs::get(std::string_view key) const {
+  for (const auto& [k, v] : pairs_) {
+    if (k == key) return v;
+  }
+  return std::nullopt;
+}
+
+NetConf NetConf::parse(std::string_view data) {
+  NetConf c;
+  c.raw = json::parse(data, nullptr, /*allow_exceptions=*/false);
+  if (c.raw.is_discarded() || !c.raw.is_object()) {
+    throw Error(kErrDecode, "failed to decode network configuration",
+                c.raw.is_discarded() ? "stdin is not valid JSON" : "stdin is not a JSON object");
+  }
+  c.cni_version = get_string(c.raw, "cniVersion").value_or("0.1.0");
+  auto name = get_string(c.raw, "name");
+  if (!name || name->empty()) throw_config("missing network name: key \"name\"");
+  c.name = *name;
+  auto type = get_string(c.raw, "type");
+  if (!type || type->empty()) throw_config("missing plugin type: key \"type\"");
+  c.type = *type;
+  if (const json* ipam = get_object(c.raw, "ipam")) c.ipam = *ipam;
+  if (const json* dns = get_object(c.raw, "dns")) {
+    try {
+      c.dns = dns_from_json(*dns);
+    } catch (const Error& e) {
+      throw_config(e.details());
+    }
+  }
+  if (const json* rc = get_object(c.raw, "runtimeConfig")) c.runtime_config = *rc;
+  if (const json* args = get_object(c.raw, "args")) c.args = *args;
+  if (const json* prev = get_object(c.raw, "prevResult")) {
+    try {
+      c.prev_result = Result::from_json(*prev);
+    } catch (const Error& e) {
+      throw Error(kErrDecode, "failed to decode prevResult", e.details());
+    }
+  }
+  return c;
+}
+
+std::string NetConf::ipam_type() const { return get_string(ipam, "type", "ipam").value_or(""); }
+
+}  // namespace cni

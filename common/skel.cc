@@ -1,0 +1,197 @@
+#include "common/skel.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <iostream>
+#include <iterator>
+
+#include "common/error.h"
+#include "common/log.h"
+
+namespace cni {
+
+Io Io::process() {
+  return Io{
+      [](const char* name) -> std::optional<std::string> {
+        const char* v = std::getenv(name);
+        return v ? std::optional<std::string>(v) : std::nullopt;
+      },
+      [] { return std::string(std::istreambuf_iterator<char>(std::cin), {}); },
+      &std::cout,
+      &std::cerr,
+  };
+}
+
+json error_json(const std::string& cni_version, int code, const std::string& msg,
+                const std::string& details) {
+  json j = {{"cniVersion", cni_version}, {"code", code}, {"msg", msg}};
+  if (!details.empty()) j["details"] = details;
+  return j;
+}
+
+bool valid_container_id(std::string_view id) {
+  if (id.empty() || !std::isalnum(static_cast<unsigned char>(id[0]))) return false;
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<std::string> invalid_ifname_reason(std::string_view name) {
+  if (name.empty()) return "interface name is empty";
+  if (name.size() > 15) return "interface name is too long";
+  if (name == "." || name == "..") return "interface name is . or ..";
+  for (char c : name) {
+    if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c))) {
+      return "interface name contains / or : or whitespace characters";
+    }
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+struct VerbSpec {
+  const char* name;
+  std::function<void(const CmdArgs&)> Verbs::*fn;  // null for ADD, which returns a result
+  bool needs_container;  // CNI_CONTAINERID and CNI_IFNAME
+  bool needs_netns;
+  const char* min_version;  // lowest config version that allows the verb
+};
+
+constexpr const char* kEnvContainer = "CNI_CONTAINERID";
+
+const VerbSpec kVerbs[] = {
+    {"ADD", nullptr, true, true, "0.0.0"},
+    {"DEL", &Verbs::del, true, false, "0.0.0"},
+    {"CHECK", &Verbs::check, true, true, "0.4.0"},
+    {"STATUS", &Verbs::status, false, false, "1.1.0"},
+    {"GC", &Verbs::gc, false, false, "1.1.0"},
+};
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+// The plugin must not be running inside the container's netns (libcni's skel returns
+// ErrInvalidNetNS for it); CNI_NETNS_OVERRIDE=1|true disables the check, as in skel.
+void check_not_in_target_netns(const Io& io, const std::string& netns) {
+  auto override_ns = io.getenv("CNI_NETNS_OVERRIDE");
+  if (netns.empty() || (override_ns && (*override_ns == "1" || *override_ns == "true"))) return;
+  struct stat self {};
+  struct stat target {};
+  if (stat("/proc/self/ns/net", &self) != 0 || stat(netns.c_str(), &target) != 0) return;
+  if (self.st_dev == target.st_dev && self.st_ino == target.st_ino) {
+    throw Error(kErrInvalidNetns, "plugin's netns and netns from CNI_NETNS should not be the same");
+  }
+}
+
+CmdArgs read_env(const Io& io, const VerbSpec& verb, const std::string& command) {
+  CmdArgs a;
+  a.command = command;
+  std::vector<std::string> missing;
+  auto read = [&](const char* name, bool required, std::string& into) {
+    auto v = io.getenv(name);
+    if (v) into = *v;
+    // An unset variable is missing; an empty container ID is "container unknown" (code 3).
+    if (required && (!v || (v->empty() && name != kEnvContainer))) missing.push_back(name);
+  };
+  read("CNI_CONTAINERID", verb.needs_container, a.container_id);
+  read("CNI_NETNS", verb.needs_netns, a.netns);
+  read("CNI_IFNAME", verb.needs_container, a.ifname);
+  read("CNI_ARGS", false, a.args_raw);
+  read("CNI_PATH", true, a.path);
+  if (!missing.empty()) {
+    throw Error(kErrInvalidEnv, "required env variables [" + join(missing, ",") + "] missing");
+  }
+  if (verb.needs_container) {
+    if (a.container_id.empty()) throw Error(kErrUnknownContainer, "missing containerID");
+    if (!valid_container_id(a.container_id)) {
+      throw Error(kErrInvalidEnv, "invalid characters in containerID", a.container_id);
+    }
+    if (auto why = invalid_ifname_reason(a.ifname)) {
+      throw Error(kErrInvalidEnv, *why, a.ifname);
+    }
+  }
+  a.args = CniArgs::parse(a.args_raw);
+  return a;
+}
+
+void check_version(const NetConf& conf, const VerbSpec& verb) {
+  if (!is_supported_version(conf.cni_version)) {
+    throw Error(kErrIncompatibleVersion, "incompatible CNI versions",
+                "config is \"" + conf.cni_version + "\", plugin supports [" +
+                    join(supported_versions(), " ") + "]");
+  }
+  if (compare_versions(conf.cni_version, verb.min_version) < 0) {
+    throw Error(kErrIncompatibleVersion,
+                std::string("config version does not allow ") + verb.name,
+                "config is \"" + conf.cni_version + "\", " + verb.name + " needs " +
+                    verb.min_version + " or later");
+  }
+}
+
+// An error about a config version we cannot speak is written in the version we do.
+std::string reply_version(const std::string& version) {
+  return is_supported_version(version) ? version : kCurrentVersion;
+}
+
+}  // namespace
+
+int plugin_main(const Verbs& verbs, std::string_view about, const Io& io) {
+  log::init(std::string(about.substr(0, about.find(' '))));
+  std::string version = kCurrentVersion;
+  try {
+    auto command = io.getenv("CNI_COMMAND").value_or("");
+    if (command.empty()) {
+      *io.err << about << "\nCNI protocol versions supported: " << join(supported_versions(), ", ")
+              << "\n";
+      return 0;
+    }
+    if (command == "VERSION") {
+      *io.out << json{{"cniVersion", kCurrentVersion}, {"supportedVersions", supported_versions()}}
+              << "\n";
+      return 0;
+    }
+    const VerbSpec* verb = nullptr;
+    for (const auto& v : kVerbs) {
+      if (command == v.name) verb = &v;
+    }
+    bool implemented = verb && (verb->fn ? static_cast<bool>(verbs.*(verb->fn))
+                                         : static_cast<bool>(verbs.add));
+    if (!implemented) {
+      throw Error(kErrInvalidEnv, "unknown CNI_COMMAND: " + command);
+    }
+    CmdArgs args = read_env(io, *verb, command);
+    args.stdin_data = io.read_stdin();
+    args.conf = NetConf::parse(args.stdin_data);
+    version = args.conf.cni_version;
+    if (!valid_container_id(args.conf.name)) {
+      throw Error(kErrInvalidConfig, "invalid characters found in network name", args.conf.name);
+    }
+    check_version(args.conf, *verb);
+    check_not_in_target_netns(io, args.netns);
+    if (!verb->fn) {
+      *io.out << verbs.add(args).to_json(version).dump() << "\n";
+    } else {
+      (verbs.*(verb->fn))(args);
+    }
+    return 0;
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    *io.out << error_json(reply_version(version), e.code(), e.msg(), e.details()).dump() << "\n";
+  } catch (const std::exception& e) {
+    spdlog::error("internal error: {}", e.what());
+    *io.out << error_json(reply_version(version), kErrInternal, e.what(), "").dump() << "\n";
+  }
+  return 1;
+}
+
+}  // namespace cni

@@ -1,0 +1,57 @@
+#pragma once
+// plugin_main(): the whole CNI execution protocol in one place — environment, stdin, version
+// negotiation, dispatch to a plugin's verbs, the result or error JSON on stdout, the exit code.
+#include <functional>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/netconf.h"
+#include "common/types.h"
+
+namespace cni {
+
+struct CmdArgs {
+  std::string command;
+  std::string container_id;
+  std::string netns;  // may be empty for DEL
+  std::string ifname;
+  std::string path;  // CNI_PATH
+  std::string args_raw;  // CNI_ARGS as given
+  CniArgs args;
+  std::string stdin_data;
+  NetConf conf;
+};
+
+// A plugin's verbs. ADD returns the result to print; the others print nothing on success.
+// A verb left empty answers with error 4 ("unsupported CNI_COMMAND").
+struct Verbs {
+  std::function<Result(const CmdArgs&)> add;
+  std::function<void(const CmdArgs&)> del;
+  std::function<void(const CmdArgs&)> check;
+  std::function<void(const CmdArgs&)> status;
+  std::function<void(const CmdArgs&)> gc;
+};
+
+// Where plugin_main reads and writes; process() is the real process, tests inject their own.
+struct Io {
+  std::function<std::optional<std::string>(const char*)> getenv;
+  std::function<std::string()> read_stdin;
+  std::ostream* out;
+  std::ostream* err;
+  static Io process();
+};
+
+// Returns the process exit code: 0 on success, 1 after printing the error JSON.
+int plugin_main(const Verbs& verbs, std::string_view about, const Io& io = Io::process());
+
+// The error JSON as plugin_main prints it.
+json error_json(const std::string& cni_version, int code, const std::string& msg,
+                const std::string& details);
+
+// Spec validation rules, shared with plugins that check names of their own.
+bool valid_container_id(std::string_view id);  // also network names
+std::optional<std::string> invalid_ifname_reason(std::string_view name);
+
+}  // namespace cni

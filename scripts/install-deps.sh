@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian package that tether's build, tests, demo and benchmarks use.
+# Idempotent: packages already installed are skipped, and apt is not touched when nothing is missing.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  nlohmann-json3-dev libnl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev
+  libspdlog-dev libfmt-dev doctest-dev libldns-dev libasio-dev libcli11-dev
+  # tests: namespaces, reading back nftables state, traffic, DNS clients
+  iproute2 nftables conntrack procps psmisc socat dnsutils python3
+  # reference implementations compared against
+  containernetworking-plugins golang-github-containernetworking-plugin-dnsname dnsmasq-base aardvark-dns
+  # runtimes' own code: libcni driver and podman
+  golang-go golang-github-appc-cni-dev podman runc
+  # benchmarks
+  dnsperf python3-matplotlib
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: everything is installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
