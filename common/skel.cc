@@ -103,10 +103,13 @@ CmdArgs read_env(const Io& io, const VerbSpec& verb, const std::string& command)
     // An unset variable is missing; an empty container ID is "container unknown" (code 3).
     if (required && (!v || (v->empty() && name != kEnvContainer))) missing.push_back(name);
   };
-  read("CNI_CONTAINERID", verb.needs_container, a.container_id);
-  read("CNI_NETNS", verb.needs_netns, a.netns);
-  read("CNI_IFNAME", verb.needs_container, a.ifname);
-  read("CNI_ARGS", false, a.args_raw);
+  // GC and STATUS concern the whole network: the per-attachment variables are not theirs.
+  if (verb.needs_container) {
+    read("CNI_CONTAINERID", true, a.container_id);
+    read("CNI_NETNS", verb.needs_netns, a.netns);
+    read("CNI_IFNAME", true, a.ifname);
+    read("CNI_ARGS", false, a.args_raw);
+  }
   read("CNI_PATH", true, a.path);
   if (!missing.empty()) {
     throw Error(kErrInvalidEnv, "required env variables [" + join(missing, ",") + "] missing");
