@@ -39,8 +39,10 @@ namespace {
 
 std::vector<std::string> child_env(const std::string& command, const CmdArgs& args) {
   const std::pair<const char*, const std::string*> cni_vars[] = {
-      {"CNI_CONTAINERID", &args.container_id}, {"CNI_NETNS", &args.netns},
-      {"CNI_IFNAME", &args.ifname},            {"CNI_ARGS", &args.args_raw},
+      {"CNI_CONTAINERID", &args.container_id},
+      {"CNI_NETNS", &args.netns},
+      {"CNI_IFNAME", &args.ifname},
+      {"CNI_ARGS", &args.args_raw},
       {"CNI_PATH", &args.path},
   };
   std::vector<std::string> env;

@@ -33,8 +33,8 @@ namespace {
 
 [[noreturn]] void wrong_type(std::string_view where, std::string_view key, const char* expected,
                              const json& got) {
-  throw_config(key_path(where, key) + ": expected " + expected + ", got " + got.type_name() +
-               " " + got.dump());
+  throw_config(key_path(where, key) + ": expected " + expected + ", got " + got.type_name() + " " +
+               got.dump());
 }
 
 }  // namespace
@@ -106,7 +106,8 @@ CniArgs CniArgs::parse(std::string_view text) {
     }
     auto eq = pair.find('=');
     if (eq == std::string_view::npos || eq == 0) {
-      throw Error(kErrInvalidEnv, "invalid CNI_ARGS", "ARGS: invalid pair \"" + std::string(pair) + "\"");
+      throw Error(kErrInvalidEnv, "invalid CNI_ARGS",
+                  "ARGS: invalid pair \"" + std::string(pair) + "\"");
     }
     out.pairs_.emplace_back(std::string(pair.substr(0, eq)), std::string(pair.substr(eq + 1)));
   }
@@ -118,9 +119,9 @@ void CniArgs::check_known(std::initializer_list<std::string_view> known) const {
   if (ignore && (*ignore == "1" || strcasecmp(ignore->c_str(), "true") == 0)) {
     return;
   }
-  static constexpr std::string_view kAlwaysKnown[] = {
-      "IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID",
-      "K8S_POD_UID"};
+  static constexpr std::string_view kAlwaysKnown[] = {"IgnoreUnknown", "K8S_POD_NAMESPACE",
+                                                      "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID",
+                                                      "K8S_POD_UID"};
   for (const auto& [k, v] : pairs_) {
     bool ok = false;
     for (auto name : kAlwaysKnown) ok = ok || k == name;

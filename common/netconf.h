@@ -52,9 +52,9 @@ struct NetConf {
   std::string cni_version;
   std::string name;
   std::string type;
-  json raw;                        // the whole config as received, for delegation and plugins
-  json ipam = json::object();      // the `ipam` object, empty when absent
-  std::optional<Dns> dns;          // the `dns` key
+  json raw;                    // the whole config as received, for delegation and plugins
+  json ipam = json::object();  // the `ipam` object, empty when absent
+  std::optional<Dns> dns;      // the `dns` key
   std::optional<Result> prev_result;
   json runtime_config = json::object();
   json args = json::object();

@@ -59,7 +59,7 @@ namespace {
 struct VerbSpec {
   const char* name;
   std::function<void(const CmdArgs&)> Verbs::*fn;  // null for ADD, which returns a result
-  bool needs_container;  // CNI_CONTAINERID and CNI_IFNAME
+  bool needs_container;                            // CNI_CONTAINERID and CNI_IFNAME
   bool needs_netns;
   const char* min_version;  // lowest config version that allows the verb
 };
@@ -134,8 +134,7 @@ void check_version(const NetConf& conf, const VerbSpec& verb) {
                     join(supported_versions(), " ") + "]");
   }
   if (compare_versions(conf.cni_version, verb.min_version) < 0) {
-    throw Error(kErrIncompatibleVersion,
-                std::string("config version does not allow ") + verb.name,
+    throw Error(kErrIncompatibleVersion, std::string("config version does not allow ") + verb.name,
                 "config is \"" + conf.cni_version + "\", " + verb.name + " needs " +
                     verb.min_version + " or later");
   }
@@ -167,8 +166,8 @@ int plugin_main(const Verbs& verbs, std::string_view about, const Io& io) {
     for (const auto& v : kVerbs) {
       if (command == v.name) verb = &v;
     }
-    bool implemented = verb && (verb->fn ? static_cast<bool>(verbs.*(verb->fn))
-                                         : static_cast<bool>(verbs.add));
+    bool implemented =
+        verb && (verb->fn ? static_cast<bool>(verbs.*(verb->fn)) : static_cast<bool>(verbs.add));
     if (!implemented) {
       throw Error(kErrInvalidEnv, "unknown CNI_COMMAND: " + command);
     }

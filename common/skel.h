@@ -17,7 +17,7 @@ struct CmdArgs {
   std::string container_id;
   std::string netns;  // may be empty for DEL
   std::string ifname;
-  std::string path;  // CNI_PATH
+  std::string path;      // CNI_PATH
   std::string args_raw;  // CNI_ARGS as given
   CniArgs args;
   std::string stdin_data;

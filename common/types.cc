@@ -196,15 +196,16 @@ Result Result::from_json(const json& j) {
   }
   Result r;
   r.interfaces = list_of<Interface>(j, "interfaces", [](const json& e) {
-    return Interface{str_field(e, "name", "interfaces[]"),     str_field(e, "mac", "interfaces[]"),
-                     int_field(e, "mtu", "interfaces[]"),      str_field(e, "sandbox", "interfaces[]"),
-                     str_field(e, "socketPath", "interfaces[]"), str_field(e, "pciID", "interfaces[]")};
+    return Interface{
+        str_field(e, "name", "interfaces[]"),       str_field(e, "mac", "interfaces[]"),
+        int_field(e, "mtu", "interfaces[]"),        str_field(e, "sandbox", "interfaces[]"),
+        str_field(e, "socketPath", "interfaces[]"), str_field(e, "pciID", "interfaces[]")};
   });
   r.ips = list_of<IpConfig>(j, "ips", [&r](const json& e) {
     IpConfig ip{prefix_field(e, "address", "ips[]"), ip_field(e, "gateway", "ips[]"),
                 int_field(e, "interface", "ips[]")};
-    if (ip.interface && (*ip.interface < 0 ||
-                         *ip.interface >= static_cast<int>(r.interfaces.size()))) {
+    if (ip.interface &&
+        (*ip.interface < 0 || *ip.interface >= static_cast<int>(r.interfaces.size()))) {
       bad_result("ips[].interface " + std::to_string(*ip.interface) + " is out of range");
     }
     return ip;

@@ -23,8 +23,8 @@ bool delegated() { return std::getenv(kDelegatedEnv) != nullptr; }
 void common_steps(const cni::CmdArgs& args) {
   const auto& section = delegated() ? args.conf.ipam : args.conf.raw;
   if (auto path = cni::get_string(section, "recordFile")) {
-    std::ofstream(*path, std::ios::app) << args.command << " " << args.container_id << " "
-                                        << args.ifname << "\n";
+    std::ofstream(*path, std::ios::app)
+        << args.command << " " << args.container_id << " " << args.ifname << "\n";
   }
   if (const auto* fail = cni::get_object(section, "failWith")) {
     throw cni::Error(static_cast<int>(cni::get_int(*fail, "code").value_or(999)),

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "common/ip.h"
+
+#include <doctest/doctest.h>
 
 using cni::IpAddr;
 using cni::Prefix;
@@ -9,8 +9,8 @@ TEST_CASE("ip: parse and format") {
   CHECK(IpAddr::parse("10.1.2.3")->str() == "10.1.2.3");
   CHECK(IpAddr::parse("fd00:0:0::1")->str() == "fd00::1");
   CHECK(IpAddr::parse("::ffff:1.2.3.4")->family() == IpAddr::Family::kV6);
-  for (const char* bad : {"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "fd00:::1", "x", " 1.2.3.4",
-                          "1.2.3.4/24"}) {
+  for (const char* bad :
+       {"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "fd00:::1", "x", " 1.2.3.4", "1.2.3.4/24"}) {
     CAPTURE(bad);
     CHECK_FALSE(IpAddr::parse(bad));
   }

@@ -1,7 +1,8 @@
+#include "common/netconf.h"
+
 #include <doctest/doctest.h>
 
 #include "common/error.h"
-#include "common/netconf.h"
 
 using cni::json;
 

@@ -1,11 +1,12 @@
 // plugin_main driven in-process: injected environment, stdin and stdout, one case per code path.
+#include "common/skel.h"
+
 #include <doctest/doctest.h>
 
 #include <map>
 #include <sstream>
 
 #include "common/error.h"
-#include "common/skel.h"
 
 namespace {
 
@@ -28,14 +29,15 @@ struct Fixture {
 
   cni::Verbs verbs() {
     auto note = [this](const cni::CmdArgs& a) { called.push_back(a.command); };
-    return {[this](const cni::CmdArgs& a) {
-              called.push_back("ADD");
-              cni::Result r;
-              r.interfaces.push_back({a.ifname, "aa:bb:cc:dd:ee:ff", 1500, a.netns, "", ""});
-              r.ips.push_back({*cni::Prefix::parse("10.0.0.2/24"), cni::IpAddr::parse("10.0.0.1"), 0});
-              return r;
-            },
-            note, note, note, note};
+    return {
+        [this](const cni::CmdArgs& a) {
+          called.push_back("ADD");
+          cni::Result r;
+          r.interfaces.push_back({a.ifname, "aa:bb:cc:dd:ee:ff", 1500, a.netns, "", ""});
+          r.ips.push_back({*cni::Prefix::parse("10.0.0.2/24"), cni::IpAddr::parse("10.0.0.1"), 0});
+          return r;
+        },
+        note, note, note, note};
   }
 
   Run run() {
@@ -102,8 +104,7 @@ TEST_CASE("skel: VERSION ignores stdin") {
   CHECK(f.stdin_reads == 0);
   auto j = r.json();
   CHECK(j["cniVersion"] == "1.1.0");
-  CHECK(j["supportedVersions"] ==
-        cni::json::array({"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}));
+  CHECK(j["supportedVersions"] == cni::json::array({"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}));
 }
 
 TEST_CASE("skel: environment validation") {
@@ -117,11 +118,18 @@ TEST_CASE("skel: environment validation") {
   const Case cases[] = {
       {"unknown command", "FOO", {}, 4, "unknown CNI_COMMAND: FOO"},
       {"missing netns on ADD", "ADD", {{"CNI_NETNS", std::nullopt}}, 4, "[CNI_NETNS]"},
-      {"missing several", "ADD", {{"CNI_IFNAME", std::nullopt}, {"CNI_PATH", std::nullopt}}, 4,
+      {"missing several",
+       "ADD",
+       {{"CNI_IFNAME", std::nullopt}, {"CNI_PATH", std::nullopt}},
+       4,
        "[CNI_IFNAME,CNI_PATH]"},
       {"missing container id", "ADD", {{"CNI_CONTAINERID", std::nullopt}}, 4, "[CNI_CONTAINERID]"},
       {"empty container id", "ADD", {{"CNI_CONTAINERID", ""}}, 3, "missing containerID"},
-      {"bad container id", "ADD", {{"CNI_CONTAINERID", "-abc"}}, 4, "invalid characters in containerID"},
+      {"bad container id",
+       "ADD",
+       {{"CNI_CONTAINERID", "-abc"}},
+       4,
+       "invalid characters in containerID"},
       {"container id with slash", "DEL", {{"CNI_CONTAINERID", "a/b"}}, 4, "containerID"},
       {"ifname too long", "ADD", {{"CNI_IFNAME", "abcdefghijklmnop"}}, 4, "too long"},
       {"ifname with slash", "ADD", {{"CNI_IFNAME", "eth/0"}}, 4, "interface name contains"},
@@ -177,13 +185,20 @@ TEST_CASE("skel: config decoding and validation") {
       {"empty stdin", "", 6, "not valid JSON"},
       {"missing name", R"({"cniVersion":"1.0.0","type":"t"})", 7, "\"name\""},
       {"missing type", R"({"cniVersion":"1.0.0","name":"n"})", 7, "\"type\""},
-      {"name of wrong type", R"({"cniVersion":"1.0.0","name":5,"type":"t"})", 7, "name: expected a string"},
+      {"name of wrong type", R"({"cniVersion":"1.0.0","name":5,"type":"t"})", 7,
+       "name: expected a string"},
       {"version of wrong type", R"({"cniVersion":1,"name":"n","type":"t"})", 7, "cniVersion"},
       {"bad network name", R"({"cniVersion":"1.0.0","name":"a b","type":"t"})", 7, "network name"},
-      {"ipam not an object", R"({"cniVersion":"1.0.0","name":"n","type":"t","ipam":[]})", 7, "ipam"},
-      {"dns of wrong shape", R"({"cniVersion":"1.0.0","name":"n","type":"t","dns":{"nameservers":"x"}})", 7, "nameservers"},
-      {"bad prevResult", R"({"cniVersion":"1.0.0","name":"n","type":"t","prevResult":{"ips":[{"address":"x"}]}})", 6, "prevResult"},
-      {"unsupported version", R"({"cniVersion":"0.2.0","name":"n","type":"t"})", 1, "config is \"0.2.0\", plugin supports [0.3.0 0.3.1 0.4.0 1.0.0 1.1.0]"},
+      {"ipam not an object", R"({"cniVersion":"1.0.0","name":"n","type":"t","ipam":[]})", 7,
+       "ipam"},
+      {"dns of wrong shape",
+       R"({"cniVersion":"1.0.0","name":"n","type":"t","dns":{"nameservers":"x"}})", 7,
+       "nameservers"},
+      {"bad prevResult",
+       R"({"cniVersion":"1.0.0","name":"n","type":"t","prevResult":{"ips":[{"address":"x"}]}})", 6,
+       "prevResult"},
+      {"unsupported version", R"({"cniVersion":"0.2.0","name":"n","type":"t"})", 1,
+       "config is \"0.2.0\", plugin supports [0.3.0 0.3.1 0.4.0 1.0.0 1.1.0]"},
       {"no version means 0.1.0", R"({"name":"n","type":"t"})", 1, "config is \"0.1.0\""},
       {"future version", R"({"cniVersion":"9.9.9","name":"n","type":"t"})", 1, "9.9.9"},
   };
@@ -202,7 +217,7 @@ TEST_CASE("skel: verbs refused below the version that defines them") {
     const char* version;
     bool allowed;
   };
-  const Case cases[] = {{"CHECK", "0.3.1", false}, {"CHECK", "0.4.0", true},
+  const Case cases[] = {{"CHECK", "0.3.1", false},  {"CHECK", "0.4.0", true},
                         {"STATUS", "1.0.0", false}, {"STATUS", "1.1.0", true},
                         {"GC", "1.0.0", false},     {"GC", "1.1.0", true}};
   for (const auto& c : cases) {
@@ -234,7 +249,8 @@ TEST_CASE("skel: a verb's Error becomes the error JSON, other exceptions code 99
              [&f] { return f.stdin_data; }, &out, &err};
   CHECK(cni::plugin_main(v, "t", io) == 1);
   auto j = cni::json::parse(out.str());
-  CHECK(j == cni::json{{"cniVersion", "1.1.0"}, {"code", 11}, {"msg", "busy"}, {"details", "later"}});
+  CHECK(j ==
+        cni::json{{"cniVersion", "1.1.0"}, {"code", 11}, {"msg", "busy"}, {"details", "later"}});
 
   v.add = [](const cni::CmdArgs&) -> cni::Result { throw std::runtime_error("boom"); };
   out.str("");

@@ -1,7 +1,8 @@
+#include "common/types.h"
+
 #include <doctest/doctest.h>
 
 #include "common/error.h"
-#include "common/types.h"
 
 using cni::json;
 
