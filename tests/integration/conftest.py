@@ -130,3 +130,45 @@ def leftovers():
 def nothing_left_behind():
     yield
     assert leftovers() == [], "integration tests left state behind"
+
+
+def resolve_plugin(plugin_type, search=None):
+    """Directory holding `plugin_type`: tether's build first, then the reference plugins."""
+    for d in search or [BIN, REF_BIN]:
+        if (Path(d) / plugin_type).exists():
+            return Path(d)
+    raise AssertionError(f"plugin {plugin_type} not found in {search or [BIN, REF_BIN]}")
+
+
+def run_chain(conflist, command, *, containerid="ctr1", netns="", ifname="eth0", args=None,
+              capability_args=None, prev_result=None, search=None, env=None):
+    """Runs a conflist the way libcni does: ADD through the plugins in order, feeding each the
+    previous result; DEL (and CHECK) in reverse order (CHECK in order) with the final ADD result
+    as prevResult; GC and STATUS to every plugin. runtimeConfig is the intersection of each
+    plugin's capabilities with `capability_args`. Returns (final result json or None, list of
+    PluginResult). Stops at the first failing plugin for ADD/CHECK, continues for DEL/GC."""
+    plugins = conflist["plugins"]
+    order = list(reversed(plugins)) if command == "DEL" else plugins
+    search = search or [BIN, REF_BIN]
+    path = ":".join(str(d) for d in search)
+    prev = prev_result
+    results = []
+    for p in order:
+        conf = dict(p)
+        conf["name"] = conflist["name"]
+        conf["cniVersion"] = conflist["cniVersion"]
+        caps = conf.pop("capabilities", {}) or {}
+        rc = {k: v for k, v in (capability_args or {}).items() if caps.get(k)}
+        if rc and command in ("ADD", "DEL", "CHECK"):
+            conf["runtimeConfig"] = rc
+        if prev is not None and command in ("ADD", "DEL", "CHECK"):
+            conf["prevResult"] = prev
+        res = run_plugin(conf["type"], command, conf, containerid=containerid, netns=netns,
+                         ifname=ifname, args=args, path=path, env=env,
+                         bindir=resolve_plugin(conf["type"], search))
+        results.append(res)
+        if res.rc != 0 and command in ("ADD", "CHECK", "STATUS"):
+            return None, results
+        if command == "ADD":
+            prev = res.json
+    return (prev if command == "ADD" else None), results
