@@ -1,0 +1,74 @@
+#pragma once
+// Shared by the namespace tests: every test works inside network namespaces it creates with a
+// per-run prefix and removes again, so the host's links and nftables ruleset are never touched.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "common/netns.h"
+
+namespace tnst {
+
+// "tnst<pid>": short enough that prefix + a few characters is a valid interface name.
+inline const std::string& prefix() {
+  static const std::string p = "tnst" + std::to_string(getpid());
+  return p;
+}
+
+struct ShResult {
+  int status;
+  std::string out;  // stdout and stderr
+};
+
+// Tests may exec tools (plugins may not): this is how we look at the kernel independently.
+inline ShResult sh(const std::string& cmd) {
+  std::unique_ptr<FILE, int (*)(FILE*)> p(popen((cmd + " 2>&1").c_str(), "r"), pclose);
+  if (!p) {
+    throw std::runtime_error("popen failed: " + cmd);
+  }
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p.get())) > 0) {
+    out.append(buf.data(), n);
+  }
+  int status = pclose(p.release());
+  return {status, out};
+}
+
+// A named netns under /run/netns, deleted (with everything in it) on destruction.
+class TestNetns {
+ public:
+  explicit TestNetns(const std::string& suffix) : name_(prefix() + "-" + suffix) {
+    ShResult r = sh("ip netns add " + name_);
+    if (r.status != 0) {
+      throw std::runtime_error("ip netns add " + name_ + ": " + r.out);
+    }
+    fd_.emplace(cni::NetnsFd::open(path()));
+    sh("ip netns exec " + name_ + " ip link set lo up");
+  }
+  TestNetns(const TestNetns&) = delete;
+  TestNetns& operator=(const TestNetns&) = delete;
+  ~TestNetns() {
+    fd_.reset();
+    sh("ip netns del " + name_);
+    CHECK(access(path().c_str(), F_OK) != 0);
+  }
+
+  const std::string& name() const { return name_; }
+  std::string path() const { return "/run/netns/" + name_; }
+  const cni::NetnsFd& fd() const { return *fd_; }
+  ShResult exec(const std::string& cmd) const { return sh("ip netns exec " + name_ + " " + cmd); }
+
+ private:
+  std::string name_;
+  std::optional<cni::NetnsFd> fd_;
+};
+
+}  // namespace tnst
