@@ -1,0 +1,165 @@
+#include "plugins/ipam-host-local/lease_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "common/error.h"
+#include "plugins/ipam-host-local/crash_point.h"
+#include "plugins/ipam-host-local/range.h"
+
+namespace cni::hostlocal {
+
+namespace {
+
+constexpr const char* kLastReservedPrefix = "last_reserved_ip.";
+constexpr const char* kLineBreak = "\r\n";
+
+// Go's strings.TrimSpace, for the ASCII whitespace a lease file can contain.
+std::string trim(const std::string& s) {
+  const char* ws = " \t\n\v\f\r";
+  auto b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return {};
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
+// files.h's TempFile names: ".<name>.tmp-<pid>-<n>".
+bool is_temp_name(const std::string& name) {
+  return name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos;
+}
+
+}  // namespace
+
+bool Lease::held_by(const Attachment& a) const {
+  return owner == a.container_id + kLineBreak + a.ifname;
+}
+
+bool Lease::legacy_held_by(const std::string& container_id) const {
+  return owner == container_id;
+}
+
+std::string lease_file_name(const IpAddr& ip) {
+  if (ip.is_v4()) return ip.str();
+  uint16_t w[8];
+  for (int i = 0; i < 8; ++i) w[i] = static_cast<uint16_t>(ip.bytes()[2 * i] << 8 | ip.bytes()[2 * i + 1]);
+  // The longest run of two or more zero groups (the first of equals) becomes "::".
+  int best = -1;
+  int best_len = 1;
+  for (int i = 0; i < 8;) {
+    int j = i;
+    while (j < 8 && w[j] == 0) ++j;
+    if (j - i > best_len) {
+      best = i;
+      best_len = j - i;
+    }
+    i = j == i ? i + 1 : j;
+  }
+  std::string out;
+  char buf[8];
+  for (int i = 0; i < 8; ++i) {
+    if (i == best) {
+      out += "::";
+      i += best_len - 1;
+      continue;
+    }
+    if (!out.empty() && out.back() != ':') out += ':';
+    std::snprintf(buf, sizeof(buf), "%x", w[i]);
+    out += buf;
+  }
+  return out;
+}
+
+LeaseStore LeaseStore::open(const std::string& dir) {
+  ensure_dir(dir, 0755);
+  return LeaseStore(dir, FileLock::exclusive(dir + "/lock"));
+}
+
+std::optional<LeaseStore> LeaseStore::open_existing(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_errno("failed to stat " + dir, errno, kErrIo);
+  }
+  return open(dir);
+}
+
+std::vector<Lease> LeaseStore::leases() const {
+  std::vector<Lease> out;
+  for (auto& name : list_dir(dir_)) {
+    auto ip = IpAddr::parse(name);
+    if (!ip) continue;  // lock, last_reserved_ip.*, temp files, anything foreign
+    auto content = read_file(path(name));
+    if (!content) continue;
+    out.push_back(Lease{canonical_ip(*ip), std::move(name), trim(*content)});
+  }
+  return out;
+}
+
+// Crash safety. A lease is what keeps two containers from sharing an address, and the only
+// record of who holds it; an empty or half-written lease file would block its address forever
+// (no DEL or GC can tell whose it is). The reference creates the file with O_EXCL and then
+// writes, so a kill -9 or a full disk in between leaves exactly that. We write the complete
+// content to a hidden temp file, fsync it, and link(2) it to the address's name
+// (files.h create_exclusive): link is atomic and, unlike rename, fails with EEXIST instead of
+// replacing, so the lease appears whole or not at all and O_EXCL's "first one wins" still holds.
+// The directory is fsynced after the link so that a lease the runtime was told about survives a
+// power cut. A kill before the link leaves only the temp file (not a lease: its name is no
+// address), removed by the next ADD, DEL or GC; a kill after it leaves a complete lease owned by
+// (containerID, ifname), which the runtime's DEL for the failed ADD, or GC, releases.
+bool LeaseStore::reserve(const IpAddr& ip, const Attachment& owner) {
+  crash_point("before-lease-write");
+  bool created = create_exclusive(path(lease_file_name(ip)),
+                                  owner.container_id + kLineBreak + owner.ifname, 0600);
+  crash_point("after-lease-write");
+  return created;
+}
+
+void LeaseStore::release(const Lease& lease) { remove_file(path(lease.file)); }
+
+std::optional<IpAddr> LeaseStore::last_reserved(size_t set_index) const {
+  std::optional<std::string> text;
+  try {
+    text = read_file(path(kLastReservedPrefix + std::to_string(set_index)));
+  } catch (const Error&) {
+    return std::nullopt;  // only a hint: an unreadable one costs round-robin, not the ADD
+  }
+  if (!text) return std::nullopt;
+  auto ip = IpAddr::parse(trim(*text));
+  if (!ip) return std::nullopt;
+  return canonical_ip(*ip);
+}
+
+// The hint is replaced with temp + fsync + rename (files.h atomic_write): a reader sees the old
+// address or the new one, never an empty or partial file.
+void LeaseStore::set_last_reserved(size_t set_index, const IpAddr& ip) {
+  atomic_write(path(kLastReservedPrefix + std::to_string(set_index)), lease_file_name(ip), 0600);
+}
+
+void LeaseStore::check_writable() const {
+  Fd fd(::open(dir_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
+  if (!fd) {
+    // Filesystems without O_TMPFILE still answer the permission and read-only questions.
+    if (errno != EOPNOTSUPP && errno != EISDIR) {
+      throw_errno("data dir " + dir_ + " is not writable", errno, kErrIo);
+    }
+    if (::access(dir_.c_str(), W_OK) != 0) {
+      throw_errno("data dir " + dir_ + " is not writable", errno, kErrIo);
+    }
+    return;
+  }
+  // One byte really allocates a block, so a full disk shows too.
+  if (::write(fd.get(), "x", 1) != 1) {
+    throw_errno("data dir " + dir_ + " is not writable", errno, kErrIo);
+  }
+}
+
+void LeaseStore::remove_stale_temps() {
+  for (const auto& name : list_dir(dir_)) {
+    if (is_temp_name(name)) remove_file(path(name));
+  }
+}
+
+}  // namespace cni::hostlocal
