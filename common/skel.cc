@@ -1,8 +1,5 @@
 #include "common/skel.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cctype>
 #include <cstdlib>
 #include <iostream>
@@ -10,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/netns.h"
 
 namespace cni {
 
@@ -81,14 +79,19 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
 }
 
 // The plugin must not be running inside the container's netns (libcni's skel returns
-// ErrInvalidNetNS for it); CNI_NETNS_OVERRIDE=1|true disables the check, as in skel.
+// ErrInvalidNetNS for it); CNI_NETNS_OVERRIDE=1|true disables the check, as in skel. A path that
+// is missing or not a netns is left to the verbs: IPAM never enters it, and DEL must succeed
+// when the netns is gone.
 void check_not_in_target_netns(const Io& io, const std::string& netns) {
   auto override_ns = io.getenv("CNI_NETNS_OVERRIDE");
   if (netns.empty() || (override_ns && (*override_ns == "1" || *override_ns == "true"))) return;
-  struct stat self {};
-  struct stat target {};
-  if (stat("/proc/self/ns/net", &self) != 0 || stat(netns.c_str(), &target) != 0) return;
-  if (self.st_dev == target.st_dev && self.st_ino == target.st_ino) {
+  bool same = false;
+  try {
+    same = is_current_netns(netns);
+  } catch (const Error&) {
+    return;
+  }
+  if (same) {
     throw Error(kErrInvalidNetns, "plugin's netns and netns from CNI_NETNS should not be the same");
   }
 }
