@@ -10,7 +10,7 @@ BUILD_CLANG := build-clang
 BUILD_ASAN := build-asan
 
 .PHONY: all deps build build-clang build-asan test test-unit test-integration demo bench \
-        install uninstall clean format
+        install uninstall package clean format
 
 all: build
 
@@ -47,6 +47,10 @@ install: build
 
 uninstall:
 	bash scripts/install.sh --uninstall "" "$(DESTDIR)" "$(CNI_BIN_DIR)" "$(CNI_CONF_DIR)" "$(PREFIX)"
+
+# A Debian package (build/tether-cni-plugins_<version>_amd64.deb) through CPack.
+package: build
+	cd $(BUILD) && cpack -G DEB
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
