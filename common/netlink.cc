@@ -496,8 +496,11 @@ BridgePortFlags get_bridge_port(Socket& sock, int ifindex) {
   append(msg.get(), &ifi, sizeof ifi);
   const std::string what = "cannot read bridge port flags of ifindex " + std::to_string(ifindex);
   check(nl_send_auto(sock.get(), msg.get()), what);
-  std::unique_ptr<nl_cb, CbDeleter> cb(nl_cb_clone(nl_socket_get_cb(sock.get())));
-  nl_cb_put(nl_socket_get_cb(sock.get()));  // nl_socket_get_cb took a reference
+  std::unique_ptr<nl_cb, CbDeleter> sock_cb(nl_socket_get_cb(sock.get()));  // took a reference
+  std::unique_ptr<nl_cb, CbDeleter> cb(nl_cb_clone(sock_cb.get()));
+  if (!cb) {
+    throw Error(kErrInternal, what, "out of memory");
+  }
   PortReply reply;
   nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, parse_port_reply, &reply);
   check(nl_recvmsgs(sock.get(), cb.get()), what);

@@ -50,7 +50,12 @@ class TestNetns {
     if (r.status != 0) {
       throw std::runtime_error("ip netns add " + name_ + ": " + r.out);
     }
-    fd_.emplace(cni::NetnsFd::open(path()));
+    try {
+      fd_.emplace(cni::NetnsFd::open(path()));
+    } catch (...) {
+      sh("ip netns del " + name_);
+      throw;
+    }
     sh("ip netns exec " + name_ + " ip link set lo up");
   }
   TestNetns(const TestNetns&) = delete;
