@@ -633,7 +633,22 @@ void NftTransaction::add_set(Family family, const std::string& table, const SetS
   }
   SetPtr s = set_obj(family, table, spec.name);
   const bool map = spec.verdict_map || !spec.data.empty();
-  nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, spec.flags | (map ? NFT_SET_MAP : 0));
+  // An interval set with a concatenated key needs the length of each field (NFTA_SET_DESC_CONCAT)
+  // and NFT_SET_CONCAT; the kernel then picks its pipapo backend, which matches per field.
+  const bool concat_interval = (spec.flags & NFT_SET_INTERVAL) != 0 && spec.key.size() > 1;
+  nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS,
+                    spec.flags | (map ? NFT_SET_MAP : 0) | (concat_interval ? NFT_SET_CONCAT : 0));
+  if (concat_interval) {
+    uint8_t field_len[NFT_REG32_COUNT] = {};
+    if (spec.key.size() > NFT_REG32_COUNT) {
+      throw Error(kErrInternal, "invalid nftables set definition", spec.name + ": too many fields");
+    }
+    for (size_t i = 0; i < spec.key.size(); ++i) {
+      field_len[i] = static_cast<uint8_t>(spec.key[i].len);
+    }
+    nftnl_set_set_data(s.get(), NFTNL_SET_DESC_CONCAT, field_len,
+                       static_cast<uint32_t>(spec.key.size()));
+  }
   nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, packed_type(spec.key));
   nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, packed_len(spec.key));
   nftnl_set_set_u32(s.get(), NFTNL_SET_ID, ++set_id_);
@@ -678,6 +693,10 @@ void NftTransaction::elements_msg(uint16_t type, Family family, const std::strin
       ElemPtr e(non_null(nftnl_set_elem_alloc()));
       nftnl_set_elem_set(e.get(), NFTNL_SET_ELEM_KEY, el.key.data(),
                          static_cast<uint32_t>(el.key.size()));
+      if (!el.key_end.empty()) {
+        nftnl_set_elem_set(e.get(), NFTNL_SET_ELEM_KEY_END, el.key_end.data(),
+                           static_cast<uint32_t>(el.key_end.size()));
+      }
       if (type == NFT_MSG_NEWSETELEM && !el.data.empty()) {
         nftnl_set_elem_set(e.get(), NFTNL_SET_ELEM_DATA, el.data.data(),
                            static_cast<uint32_t>(el.data.size()));
@@ -959,6 +978,44 @@ std::optional<std::vector<ChainInfo>> NftTransaction::list_chains(Family family,
   return out;
 }
 
+namespace {
+
+// Appends the elements of one NEWSETELEM message (a dump part or a GETSETELEM answer) to `out`.
+void parse_elements(const nlmsghdr* m, std::vector<Element>& out) {
+  SetPtr s(non_null(nftnl_set_alloc()));
+  if (nftnl_set_elems_nlmsg_parse(m, s.get()) < 0) {
+    return;
+  }
+  std::unique_ptr<nftnl_set_elems_iter, ElemIterDeleter> it(
+      non_null(nftnl_set_elems_iter_create(s.get())));
+  auto bytes = [](nftnl_set_elem* e, uint16_t attr) {
+    uint32_t len = 0;
+    auto* p = static_cast<const uint8_t*>(nftnl_set_elem_get(e, attr, &len));
+    return p ? Bytes(p, p + len) : Bytes{};
+  };
+  for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it.get()); e != nullptr;
+       e = nftnl_set_elems_iter_next(it.get())) {
+    Element el;
+    el.key = bytes(e, NFTNL_SET_ELEM_KEY);
+    if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_KEY_END)) {
+      el.key_end = bytes(e, NFTNL_SET_ELEM_KEY_END);
+    }
+    if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_DATA)) {
+      el.data = bytes(e, NFTNL_SET_ELEM_DATA);
+    }
+    if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_VERDICT)) {
+      Verdict v{static_cast<int>(nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT)), {}};
+      if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) {
+        v.chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
+      }
+      el.verdict = std::move(v);
+    }
+    out.push_back(std::move(el));
+  }
+}
+
+}  // namespace
+
 std::optional<std::vector<Element>> NftTransaction::list_elements(Family family,
                                                                   const std::string& table,
                                                                   const std::string& set) {
@@ -969,31 +1026,7 @@ std::optional<std::vector<Element>> NftTransaction::list_elements(Family family,
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, fam(family), NLM_F_DUMP, ++seq_);
     nftnl_set_elems_nlmsg_build_payload(nlh, set_obj(family, table, set).get());
     return talk(buf, [&](const nlmsghdr* m) {
-      SetPtr s(non_null(nftnl_set_alloc()));
-      if (nftnl_set_elems_nlmsg_parse(m, s.get()) < 0) {
-        return MNL_CB_OK;
-      }
-      std::unique_ptr<nftnl_set_elems_iter, ElemIterDeleter> it(
-          non_null(nftnl_set_elems_iter_create(s.get())));
-      for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it.get()); e != nullptr;
-           e = nftnl_set_elems_iter_next(it.get())) {
-        Element el;
-        uint32_t len = 0;
-        auto* key = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
-        el.key.assign(key, key + len);
-        if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_DATA)) {
-          auto* d = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &len));
-          el.data.assign(d, d + len);
-        }
-        if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_VERDICT)) {
-          Verdict v{static_cast<int>(nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT)), {}};
-          if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) {
-            v.chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
-          }
-          el.verdict = std::move(v);
-        }
-        out.push_back(std::move(el));
-      }
+      parse_elements(m, out);
       return MNL_CB_OK;
     });
   });
@@ -1005,6 +1038,38 @@ std::optional<std::vector<Element>> NftTransaction::list_elements(Family family,
                 errno_text(-err));
   }
   return out;
+}
+
+std::optional<Element> NftTransaction::get_element(Family family, const std::string& table,
+                                                   const std::string& set, const Element& probe) {
+  SetPtr s = set_obj(family, table, set);
+  ElemPtr e(non_null(nftnl_set_elem_alloc()));
+  nftnl_set_elem_set(e.get(), NFTNL_SET_ELEM_KEY, probe.key.data(),
+                     static_cast<uint32_t>(probe.key.size()));
+  if (!probe.key_end.empty()) {
+    nftnl_set_elem_set(e.get(), NFTNL_SET_ELEM_KEY_END, probe.key_end.data(),
+                       static_cast<uint32_t>(probe.key_end.size()));
+  }
+  nftnl_set_elem_add(s.get(), e.release());
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, fam(family), NLM_F_ACK, ++seq_);
+  nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
+  std::vector<Element> found;
+  int err = talk(buf, [&](const nlmsghdr* m) {
+    parse_elements(m, found);
+    return MNL_CB_OK;
+  });
+  if (err == -ENOENT) {
+    return std::nullopt;
+  }
+  if (err < 0) {
+    throw Error(kErrInternal, "cannot read an element of " + where(family, table, set),
+                errno_text(-err));
+  }
+  if (found.empty()) {
+    return std::nullopt;
+  }
+  return std::move(found.front());
 }
 
 std::optional<std::vector<RuleInfo>> NftTransaction::list_rules(Family family,

@@ -77,7 +77,9 @@ struct SetSpec {
   std::vector<DataType> key{};   // more than one field: a concatenation
   std::vector<DataType> data{};  // non-empty: a map to (a concatenation of) these
   bool verdict_map = false;      // a map to verdicts (data must be empty)
-  uint32_t flags = 0;            // NFT_SET_INTERVAL, NFT_SET_TIMEOUT, ...; MAP is implied
+  // NFT_SET_INTERVAL, NFT_SET_TIMEOUT, ...; MAP is implied, and so are NFT_SET_CONCAT and the
+  // field lengths that an interval set with a concatenated key needs.
+  uint32_t flags = 0;
 };
 
 struct Verdict {
@@ -95,6 +97,11 @@ struct Element {
   Bytes key{};
   Bytes data{};                      // for data maps
   std::optional<Verdict> verdict{};  // for verdict maps
+  // Interval sets with a concatenated key (NFT_SET_INTERVAL and more than one key field, which
+  // the kernel keeps in its pipapo backend): each field of the element is the range from its
+  // value in `key` to its value in `key_end`, both inclusive. Empty for every other set. Last,
+  // so that brace-initialised {key, data} elements keep their meaning.
+  Bytes key_end{};
 };
 
 struct Hook {
@@ -219,6 +226,10 @@ class NftTransaction {
   std::optional<std::vector<ChainInfo>> list_chains(Family family, const std::string& table);
   std::optional<std::vector<Element>> list_elements(Family family, const std::string& table,
                                                     const std::string& set);
+  // One element by its key (and key_end for a concatenated interval set), without dumping the
+  // set: nullopt when the element, the set or the table does not exist.
+  std::optional<Element> get_element(Family family, const std::string& table,
+                                     const std::string& set, const Element& probe);
   std::optional<std::vector<RuleInfo>> list_rules(Family family, const std::string& table,
                                                   const std::string& chain);
 
