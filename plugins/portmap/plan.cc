@@ -1,0 +1,171 @@
+#include "plugins/portmap/plan.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "common/error.h"
+
+namespace cni::portmap {
+
+namespace {
+
+// The whole address space of a family: the source range of an unrestricted port.
+Prefix everything(bool v6) { return Prefix(v6 ? *IpAddr::parse("::") : IpAddr::v4(0), 0); }
+
+std::string endpoint(const std::optional<IpAddr>& ip, uint16_t port, uint16_t count) {
+  std::string host = !ip ? "*" : ip->is_v4() ? ip->str() : "[" + ip->str() + "]";
+  std::string ports = std::to_string(port);
+  if (count > 1) ports += "-" + std::to_string(port + count - 1);
+  return host + ":" + ports;
+}
+
+struct FamilyPlan {
+  bool v6;
+  Prefix container;
+};
+
+// The DNAT keys and source-filter elements of one mapping, one protocol, one family.
+Group publish(const Config& config, const PortMapping& m, Proto proto, const FamilyPlan& f) {
+  const bool wildcard = !m.host_ip || m.host_ip->is_zero();
+  const char* dnat_set =
+      f.v6 ? (wildcard ? kDnat6Any : kDnat6Ip) : (wildcard ? kDnat4Any : kDnat4Ip);
+  const char* allow_set =
+      f.v6 ? (wildcard ? kAllow6Any : kAllow6Ip) : (wildcard ? kAllow4Any : kAllow4Ip);
+  const uint8_t p = static_cast<uint8_t>(proto);
+  const nft::Bytes ctr = nft::ip(f.container.addr().str());
+
+  Group g;
+  g.exclusive = true;
+  g.what = std::string(proto_name(proto)) + " " +
+           endpoint(wildcard ? std::nullopt : m.host_ip, m.host_port, m.range) +
+           (wildcard ? (f.v6 ? " (IPv6)" : " (IPv4)") : "") + " -> " +
+           endpoint(f.container.addr(), m.container_port, m.range);
+
+  auto key_fields = [&](uint16_t port) {
+    std::vector<nft::Bytes> fields;
+    if (!wildcard) fields.push_back(nft::ip(m.host_ip->str()));
+    fields.push_back(nft::u8(p));
+    fields.push_back(nft::be16(port));
+    return fields;
+  };
+  for (uint16_t i = 0; i < m.range; ++i) {
+    nft::Element e;
+    e.key = nft::concat(key_fields(static_cast<uint16_t>(m.host_port + i)));
+    e.data = nft::concat({ctr, nft::be16(static_cast<uint16_t>(m.container_port + i))});
+    g.keys.push_back({dnat_set, std::move(e)});
+  }
+
+  // Sources: the mapping's own list, else the plugin's; none at all means everyone. A restricted
+  // port with no source of this family is closed to that family.
+  const std::vector<Prefix>& listed =
+      m.source_ranges.empty() ? config.allowed_sources : m.source_ranges;
+  std::vector<Prefix> sources;
+  if (listed.empty()) {
+    sources.push_back(everything(f.v6));
+  } else {
+    for (const Prefix& s : listed) {
+      if (s.addr().is_v4() != f.v6) sources.push_back(s);
+    }
+    sources = disjoint(std::move(sources));
+  }
+  const uint16_t last_port = static_cast<uint16_t>(m.host_port + m.range - 1);
+  for (const Prefix& s : sources) {
+    std::vector<nft::Bytes> from = key_fields(m.host_port);
+    std::vector<nft::Bytes> to = key_fields(last_port);
+    from.push_back(nft::ip(s.first().str()));
+    to.push_back(nft::ip(s.last().str()));
+    nft::Element e;
+    e.key = nft::concat(from);
+    e.key_end = nft::concat(to);
+    g.members.push_back({allow_set, std::move(e)});
+  }
+  return g;
+}
+
+SetElement masq_element(const FamilyPlan& f, const Prefix& sources) {
+  const nft::Bytes ctr = nft::ip(f.container.addr().str());
+  nft::Element e;
+  e.key = nft::concat({ctr, nft::ip(sources.first().str())});
+  e.key_end = nft::concat({ctr, nft::ip(sources.last().str())});
+  return {f.v6 ? kMasq6 : kMasq4, std::move(e)};
+}
+
+// Hairpin (a container of the subnet reaching a published port through a host address) and
+// localhost (127.0.0.1:hostPort) need the source rewritten, or the reply would bypass the host's
+// conntrack; masqAll rewrites every source, as the reference does for macvlan/ipvlan.
+Group masquerade(const Config& config, const FamilyPlan& f) {
+  Group g;
+  g.what = "masquerade to " + f.container.addr().str();
+  if (config.masq_all) {
+    g.keys.push_back(masq_element(f, everything(f.v6)));
+    return g;
+  }
+  const Prefix subnet = f.container.network();
+  g.keys.push_back(masq_element(f, subnet));
+  const Prefix loopback(IpAddr::v4(0x7f000000), 8);
+  if (!f.v6 && !subnet.overlaps(loopback)) g.members.push_back(masq_element(f, loopback));
+  return g;
+}
+
+}  // namespace
+
+std::vector<Prefix> disjoint(std::vector<Prefix> prefixes) {
+  for (Prefix& p : prefixes) p = p.network();
+  // Shortest first: a prefix is dropped when an earlier (shorter or equal) one covers it.
+  std::sort(prefixes.begin(), prefixes.end(),
+            [](const Prefix& a, const Prefix& b) { return a.len() < b.len(); });
+  std::vector<Prefix> out;
+  for (const Prefix& p : prefixes) {
+    bool covered = false;
+    for (const Prefix& q : out) covered = covered || q.contains(p.addr());
+    if (!covered) out.push_back(p);
+  }
+  return out;
+}
+
+Plan make_plan(const Config& config, const ContainerAddrs& addrs) {
+  Plan plan;
+  std::vector<FamilyPlan> families;
+  if (addrs.v4) families.push_back({false, *addrs.v4});
+  if (addrs.v6) families.push_back({true, *addrs.v6});
+
+  std::set<std::pair<std::string, nft::Bytes>> seen;
+  for (size_t i = 0; i < config.mappings.size(); ++i) {
+    const PortMapping& m = config.mappings[i];
+    for (const FamilyPlan& f : families) {
+      // A host address of the other family is skipped, as in the reference.
+      if (m.host_ip && m.host_ip->is_v4() == f.v6) continue;
+      for (Proto proto : m.protocols) {
+        Group g = publish(config, m, proto, f);
+        for (const SetElement& k : g.keys) {
+          if (!seen.insert({k.set, k.element.key}).second) {
+            throw Error(kErrInvalidConfig, "invalid network configuration",
+                        "runtimeConfig.portMappings[" + std::to_string(i) + "]: " + g.what +
+                            " publishes a host port that an earlier mapping already publishes");
+          }
+        }
+        plan.groups.push_back(std::move(g));
+        if (proto == Proto::kUdp) {
+          std::optional<IpAddr> host;
+          if (m.host_ip && !m.host_ip->is_zero()) host = m.host_ip;
+          plan.udp.push_back({f.v6 ? 6 : 4, m.host_port, m.range, host});
+        }
+        plan.route_localnet = plan.route_localnet || (config.snat && !f.v6);
+      }
+    }
+  }
+  if (config.snat) {
+    for (const FamilyPlan& f : families) {
+      const char* set = f.v6 ? kDnat6Any : kDnat4Any;
+      const char* set_ip = f.v6 ? kDnat6Ip : kDnat4Ip;
+      bool used = std::any_of(plan.groups.begin(), plan.groups.end(), [&](const Group& g) {
+        return g.keys.front().set == set || g.keys.front().set == set_ip;
+      });
+      if (used) plan.groups.push_back(masquerade(config, f));
+    }
+  }
+  return plan;
+}
+
+}  // namespace cni::portmap

@@ -1,0 +1,455 @@
+#include "plugins/portmap/portmap.h"
+
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_nat.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <map>
+#include <set>
+
+#include "common/error.h"
+#include "common/files.h"
+#include "common/netlink.h"
+#include "plugins/portmap/conntrack.h"
+
+namespace cni::portmap {
+
+namespace {
+
+using nft::Family;
+using nft::reg32;
+constexpr Family kInet = Family::kInet;
+
+constexpr const char* kHostports = "hostports";
+constexpr const char* kPrerouting = "prerouting";
+constexpr const char* kOutput = "output";
+constexpr const char* kPostrouting = "postrouting";
+constexpr const char* kTagPrefix = "tether-portmap layout 1";
+
+// Per-family constants of the layout.
+struct Fam {
+  bool v6;
+  uint8_t nfproto() const { return v6 ? NFPROTO_IPV6 : NFPROTO_IPV4; }
+  uint32_t addr_len() const { return v6 ? 16 : 4; }
+  uint32_t addr_words() const { return v6 ? 4 : 1; }
+  uint32_t saddr_offset() const { return v6 ? 8 : 12; }
+  uint32_t daddr_offset() const { return v6 ? 24 : 16; }
+  nft::DataType addr_type() const { return v6 ? nft::kTypeIpv6Addr : nft::kTypeIpv4Addr; }
+  Family nat_family() const { return v6 ? Family::kIpv6 : Family::kIpv4; }
+  const char* dnat(bool by_ip) const {
+    return v6 ? (by_ip ? kDnat6Ip : kDnat6Any) : (by_ip ? kDnat4Ip : kDnat4Any);
+  }
+  const char* allow(bool by_ip) const {
+    return v6 ? (by_ip ? kAllow6Ip : kAllow6Any) : (by_ip ? kAllow4Ip : kAllow4Any);
+  }
+  const char* masq() const { return v6 ? kMasq6 : kMasq4; }
+};
+
+std::vector<nft::SetSpec> set_specs() {
+  using nft::kTypeInetProto;
+  using nft::kTypeInetService;
+  std::vector<nft::SetSpec> out;
+  for (bool v6 : {false, true}) {
+    const Fam f{v6};
+    const nft::DataType a = f.addr_type();
+    out.push_back({f.dnat(true), {a, kTypeInetProto, kTypeInetService}, {a, kTypeInetService}});
+    out.push_back({f.dnat(false), {kTypeInetProto, kTypeInetService}, {a, kTypeInetService}});
+    out.push_back(
+        {f.allow(true), {a, kTypeInetProto, kTypeInetService, a}, {}, false, NFT_SET_INTERVAL});
+    out.push_back(
+        {f.allow(false), {kTypeInetProto, kTypeInetService, a}, {}, false, NFT_SET_INTERVAL});
+    out.push_back({f.masq(), {a, a}, {}, false, NFT_SET_INTERVAL});
+  }
+  return out;
+}
+
+// Loads `[ip daddr .] meta l4proto . th dport` into the registers from reg32(0) on, the layout
+// of the DNAT maps' keys; returns the next free 32-bit register word.
+uint32_t load_port_key(nft::Rule& r, const Fam& f, bool by_ip) {
+  uint32_t w = 0;
+  if (by_ip) {
+    r.payload(NFT_PAYLOAD_NETWORK_HEADER, f.daddr_offset(), f.addr_len(), reg32(0));
+    w = f.addr_words();
+  }
+  r.meta(NFT_META_L4PROTO, reg32(w++));
+  r.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg32(w++));  // th dport: tcp, udp and sctp
+  return w;
+}
+
+void add_hostport_rules(nft::NftTransaction& tx, const std::string& table, const Fam& f,
+                        bool by_ip) {
+  // A published port restricted to some sources: drop the others. Only packets whose key is in
+  // the DNAT map get here, so nothing but traffic to our published ports can be dropped.
+  nft::Rule filter(kInet, table, kHostports);
+  filter.nfproto(f.nfproto());
+  uint32_t w = load_port_key(filter, f, by_ip);
+  filter.lookup(f.dnat(by_ip), reg32(0));
+  filter.payload(NFT_PAYLOAD_NETWORK_HEADER, f.saddr_offset(), f.addr_len(), reg32(w));
+  filter.lookup(f.allow(by_ip), reg32(0), std::nullopt, /*invert=*/true);
+  filter.counter().verdict(nft::Verdict::drop());
+  tx.add_rule(filter);
+
+  // dnat <family> to <key> map @dnat: the map yields address . port into the registers.
+  nft::Rule dnat(kInet, table, kHostports);
+  dnat.nfproto(f.nfproto());
+  load_port_key(dnat, f, by_ip);
+  dnat.lookup(f.dnat(by_ip), reg32(0), reg32(0));
+  nft::NatSpec nat;
+  nat.type = NFT_NAT_DNAT;
+  nat.family = f.nat_family();
+  nat.addr_min = reg32(0);
+  nat.proto_min = reg32(f.addr_words());
+  dnat.nat(nat);
+  tx.add_rule(dnat);
+}
+
+void add_conditions(nft::Rule& r, const std::vector<Condition>& conditions, bool v6) {
+  for (const Condition& c : conditions) {
+    switch (c.kind) {
+      case Condition::Kind::kSaddr:
+        r.saddr(nft::ip(c.prefix.addr().str()), c.prefix.len(), !c.negate);
+        break;
+      case Condition::Kind::kDaddr:
+        r.daddr(nft::ip(c.prefix.addr().str()), c.prefix.len(), !c.negate);
+        break;
+      case Condition::Kind::kIifname:
+        r.iifname(c.ifname, !c.negate);
+        break;
+    }
+  }
+  (void)v6;
+}
+
+// <conditions> fib daddr type local jump hostports, per family. In output, ::1 is left alone:
+// IPv6 has no route_localnet, so DNAT of ::1 could only break host services listening there.
+void add_jump_rules(nft::NftTransaction& tx, const Config& config, const char* chain, bool output,
+                    const std::string& tag) {
+  for (bool v6 : {false, true}) {
+    nft::Rule r(kInet, config.table, chain);
+    r.nfproto(Fam{v6}.nfproto());
+    if (output && v6) r.daddr(nft::ipv6("::1"), 128, /*equal=*/false);
+    add_conditions(r, v6 ? config.conditions_v6 : config.conditions_v4, v6);
+    r.fib_daddr_local().verdict(nft::Verdict::jump(kHostports));
+    if (!v6) r.comment(tag);
+    tx.add_rule(r);
+  }
+}
+
+// ct status dnat <daddr> . <saddr> @masq masquerade: only connections DNATed to a container
+// whose entry lists the source (its subnet, 127/8, or everything with masqAll).
+void add_masquerade_rules(nft::NftTransaction& tx, const std::string& table) {
+  for (bool v6 : {false, true}) {
+    const Fam f{v6};
+    nft::Rule r(kInet, table, kPostrouting);
+    r.nfproto(f.nfproto());
+    r.ct(NFT_CT_STATUS)
+        .bitwise(nft::host32(IPS_DST_NAT), nft::host32(0))
+        .cmp(NFT_CMP_NEQ, nft::host32(0));
+    r.payload(NFT_PAYLOAD_NETWORK_HEADER, f.daddr_offset(), f.addr_len(), reg32(0));
+    r.payload(NFT_PAYLOAD_NETWORK_HEADER, f.saddr_offset(), f.addr_len(), reg32(f.addr_words()));
+    r.lookup(f.masq(), reg32(0));
+    r.masquerade();
+    tx.add_rule(r);
+  }
+}
+
+// Makes sure the layout is there and matches this config; queues it when it is not.
+void prepare_layout(nft::NftTransaction& tx, const Config& config) {
+  const std::string tag = layout_tag(config);
+  auto rules = tx.list_rules(kInet, config.table, kPrerouting);
+  if (rules) {
+    for (const nft::RuleInfo& r : *rules) {
+      if (r.comment == tag) return;
+    }
+    for (const nft::RuleInfo& r : *rules) {
+      if (r.comment.rfind("tether-portmap layout", 0) == 0) {
+        throw Error(kErrInvalidConfig, "invalid network configuration",
+                    "nftTable \"" + config.table +
+                        "\" was set up with other conditionsV4/conditionsV6 (or by another "
+                        "version): give this network its own nftTable");
+      }
+    }
+  }
+  queue_layout(tx, config);
+}
+
+std::string element_text(const SetElement& e) {
+  std::string s = e.set + " key ";
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (uint8_t c : e.element.key) {
+    s += kDigits[c >> 4];
+    s += kDigits[c & 15];
+  }
+  return s;
+}
+
+bool same_element(const nft::Element& got, const nft::Element& want) {
+  return got.key == want.key && got.data == want.data &&
+         (want.key_end.empty() || got.key_end == want.key_end);
+}
+
+// The element as it is in the table, when it is there with exactly this data.
+bool in_place(nft::NftTransaction& tx, const std::string& table, const SetElement& e) {
+  auto got = tx.get_element(kInet, table, e.set, e.element);
+  return got && same_element(*got, e.element);
+}
+
+// Elements to add or delete, batched per set: one message per set and chunk, not per element.
+class ElementBatch {
+ public:
+  void add(const Group& g) {
+    for (const SetElement& e : g.keys) by_set_[e.set].push_back(e.element);
+    for (const SetElement& e : g.members) by_set_[e.set].push_back(e.element);
+  }
+  bool empty() const { return by_set_.empty(); }
+  void queue_add(nft::NftTransaction& tx, const std::string& table) const {
+    for (const auto& [set, elements] : by_set_) tx.add_elements(kInet, table, set, elements);
+  }
+  void queue_delete(nft::NftTransaction& tx, const std::string& table) const {
+    for (const auto& [set, elements] : by_set_) tx.delete_elements(kInet, table, set, elements);
+  }
+
+ private:
+  std::map<std::string, std::vector<nft::Element>> by_set_;
+};
+
+// The groups of `state` that are in its table and still ours (witness present with our data),
+// each once. A group whose witness is missing was never committed or is gone already.
+std::vector<const Group*> owned_groups(nft::NftTransaction& tx, const State& state) {
+  std::vector<const Group*> out;
+  std::set<std::pair<std::string, nft::Bytes>> seen;
+  for (const Group& g : state.groups) {
+    const SetElement& w = g.keys.front();
+    if (!seen.insert({w.set, w.element.key}).second) continue;
+    if (in_place(tx, state.table, w)) out.push_back(&g);
+  }
+  return out;
+}
+
+Error conflict(const Config& config, const Group& g, const SetElement& key) {
+  std::string owner = "another attachment";
+  for (const auto& [path, s] : load_all_states(config.state_dir)) {
+    for (const Group& other : s.groups) {
+      for (const SetElement& k : other.keys) {
+        if (k.set == key.set && k.element.key == key.element.key) {
+          owner = "container " + s.attachment.str() + " (" + other.what + ")";
+        }
+      }
+    }
+  }
+  return Error(kErrPortConflict, "portmap: host port already published",
+               g.what + ": the host port is already published by " + owner);
+}
+
+void flush_conntrack(const std::vector<FlushTarget>& targets) {
+  try {
+    size_t n = flush_udp_conntrack(targets);
+    if (n > 0) spdlog::debug("portmap: flushed {} UDP conntrack entries", n);
+  } catch (const Error& e) {
+    // As in the reference: stale entries are a nuisance, not a reason to fail the call.
+    spdlog::warn("portmap: cannot flush UDP conntrack entries: {}", e.what());
+  }
+}
+
+std::string lock_path(const Config& config) { return config.state_dir + "/lock"; }
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+std::string layout_tag(const Config& config) {
+  if (config.conditions_v4.empty() && config.conditions_v6.empty()) return kTagPrefix;
+  // The conditions' canonical text can be long; a hash keeps the comment within 127 bytes.
+  std::string text;
+  for (const Condition& c : config.conditions_v4) text += c.str(false) + ";";
+  text += "|";
+  for (const Condition& c : config.conditions_v6) text += c.str(true) + ";";
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return std::string(kTagPrefix) + " conditions " + buf;
+}
+
+void queue_layout(nft::NftTransaction& tx, const Config& config) {
+  const std::string& t = config.table;
+  tx.add_table(kInet, t);
+  for (const nft::SetSpec& s : set_specs()) tx.add_set(kInet, t, s);
+  tx.add_chain(kInet, t, {kHostports, std::nullopt});
+  tx.add_chain(kInet, t, {kPrerouting, nft::Hook{NF_INET_PRE_ROUTING, -100, "nat", std::nullopt}});
+  tx.add_chain(kInet, t, {kOutput, nft::Hook{NF_INET_LOCAL_OUT, -100, "nat", std::nullopt}});
+  tx.add_chain(kInet, t, {kPostrouting, nft::Hook{NF_INET_POST_ROUTING, 100, "nat", std::nullopt}});
+  for (const char* chain : {kHostports, kPrerouting, kOutput, kPostrouting}) {
+    tx.flush_chain(kInet, t, chain);
+  }
+  // Host-address keys first: a mapping on one address wins over a wildcard on the same port.
+  for (bool v6 : {false, true}) {
+    add_hostport_rules(tx, t, Fam{v6}, /*by_ip=*/true);
+    add_hostport_rules(tx, t, Fam{v6}, /*by_ip=*/false);
+  }
+  const std::string tag = layout_tag(config);
+  add_jump_rules(tx, config, kPrerouting, /*output=*/false, tag);
+  add_jump_rules(tx, config, kOutput, /*output=*/true, tag);
+  add_masquerade_rules(tx, t);
+}
+
+void publish(const Config& config, const Attachment& attachment, const Plan& plan) {
+  ensure_dir(network_dir(config.state_dir, attachment.network), 0700);
+  FileLock lock = FileLock::exclusive(lock_path(config));
+  const std::string path = state_path(config.state_dir, attachment);
+  std::optional<State> old = load_state(path);
+  if (old && old->table != config.table) {
+    // The config moved to another table since the last ADD: clear the old one first.
+    nft::run([&](nft::NftTransaction& tx) {
+      ElementBatch gone;
+      for (const Group* g : owned_groups(tx, *old)) gone.add(*g);
+      gone.queue_delete(tx, old->table);
+    });
+    old.reset();
+  }
+  const State next{attachment, config.table, plan.groups, plan.udp};
+
+  nft::run([&](nft::NftTransaction& tx) {
+    prepare_layout(tx, config);
+    // A repeated ADD of this attachment replaces its own elements in the same batch.
+    std::set<std::pair<std::string, nft::Bytes>> releasing;
+    State on_disk = next;
+    if (old) {
+      ElementBatch gone;
+      for (const Group* g : owned_groups(tx, *old)) {
+        gone.add(*g);
+        for (const SetElement& k : g->keys) releasing.insert({k.set, k.element.key});
+        if (std::find(on_disk.groups.begin(), on_disk.groups.end(), *g) == on_disk.groups.end()) {
+          on_disk.groups.push_back(*g);
+        }
+      }
+      gone.queue_delete(tx, config.table);
+    }
+    ElementBatch added;
+    for (const Group& g : plan.groups) {
+      if (g.exclusive) {
+        for (const SetElement& k : g.keys) {
+          if (releasing.count({k.set, k.element.key}) == 0 &&
+              tx.get_element(kInet, config.table, k.set, k.element)) {
+            throw conflict(config, g, k);
+          }
+        }
+      }
+      added.add(g);
+    }
+    added.queue_add(tx, config.table);
+    // Recorded before the commit, so the file covers whatever the batch leaves in the table.
+    save_state(path, on_disk);
+  });
+  if (old) save_state(path, next);
+  flush_conntrack(plan.udp);
+}
+
+void unpublish(const Config& config, const Attachment& attachment) {
+  const std::string path = state_path(config.state_dir, attachment);
+  if (!exists(path)) return;  // never published, or removed already
+  FileLock lock = FileLock::exclusive(lock_path(config));
+  std::optional<State> state = load_state(path);
+  if (!state) return;
+  nft::run([&](nft::NftTransaction& tx) {
+    ElementBatch gone;
+    for (const Group* g : owned_groups(tx, *state)) gone.add(*g);
+    gone.queue_delete(tx, state->table);
+  });
+  remove_file(path);
+  flush_conntrack(state->udp);
+}
+
+void verify(const Config& config, const Plan& plan) {
+  nft::NftTransaction tx = nft::NftTransaction::open();
+  auto rules = tx.list_rules(kInet, config.table, kPrerouting);
+  bool layout = false;
+  for (const nft::RuleInfo& r : rules.value_or(std::vector<nft::RuleInfo>{})) {
+    layout = layout || r.comment == layout_tag(config);
+  }
+  if (!layout) {
+    throw Error(kErrNotInPlace, "portmap: nftables layout missing",
+                "table inet " + config.table + " has no portmap base chains for this config");
+  }
+  for (const Group& g : plan.groups) {
+    for (const auto* list : {&g.keys, &g.members}) {
+      for (const SetElement& e : *list) {
+        if (!in_place(tx, config.table, e)) {
+          throw Error(kErrNotInPlace, "portmap: port mapping missing",
+                      g.what + ": " + element_text(e) + " is not in table inet " + config.table);
+        }
+      }
+    }
+  }
+}
+
+void collect_garbage(const Config& config, const std::string& network,
+                     const std::vector<std::pair<std::string, std::string>>& valid) {
+  const std::string dir = network_dir(config.state_dir, network);
+  if (!exists(dir)) return;
+  FileLock lock = FileLock::exclusive(lock_path(config));
+  std::vector<std::pair<std::string, State>> stale;
+  for (auto& [path, s] : load_all_states(config.state_dir)) {
+    if (s.attachment.network != network) continue;
+    const std::pair<std::string, std::string> id{s.attachment.container_id, s.attachment.ifname};
+    if (std::find(valid.begin(), valid.end(), id) == valid.end()) {
+      stale.emplace_back(path, std::move(s));
+    }
+  }
+  if (stale.empty()) return;
+  nft::run([&](nft::NftTransaction& tx) {
+    std::map<std::string, ElementBatch> by_table;
+    for (const auto& [path, s] : stale) {
+      for (const Group* g : owned_groups(tx, s)) by_table[s.table].add(*g);
+    }
+    for (const auto& [table, batch] : by_table) batch.queue_delete(tx, table);
+  });
+  std::vector<FlushTarget> udp;
+  for (const auto& [path, s] : stale) {
+    remove_file(path);
+    udp.insert(udp.end(), s.udp.begin(), s.udp.end());
+  }
+  flush_conntrack(udp);
+}
+
+void check_ready(const Config& config) {
+  try {
+    nft::NftTransaction tx = nft::NftTransaction::open();
+    tx.table_exists(kInet, config.table);
+  } catch (const Error& e) {
+    throw Error(kErrNotAvailable, "portmap: nftables cannot be used", e.what());
+  }
+  try {
+    ensure_dir(config.state_dir, 0700);
+    FileLock lock = FileLock::exclusive(lock_path(config));
+  } catch (const Error& e) {
+    throw Error(kErrNotAvailable, "portmap: state directory cannot be used", e.what());
+  }
+}
+
+void enable_route_localnet(const IpAddr& container) {
+  nl::Socket sock = nl::Socket::open();
+  // The longest main-table route to the container names the interface packets leave by.
+  int best_len = -1;
+  int oif = 0;
+  for (const nl::Route& r : nl::list_routes(sock, AF_INET, 0, RT_TABLE_MAIN)) {
+    auto dst = Prefix::parse(r.dst, /*allow_bare_ip=*/true);
+    if (!dst || r.oif == 0 || !dst->contains(container) || dst->len() <= best_len) continue;
+    best_len = dst->len();
+    oif = r.oif;
+  }
+  if (oif == 0) {
+    throw Error(kErrInternal, "portmap: no route to the container",
+                "cannot find the host interface for " + container.str());
+  }
+  auto link = nl::get_link(sock, oif);
+  if (!link) throw Error(kErrInternal, "portmap: interface vanished", std::to_string(oif));
+  const std::string key = nl::iface_sysctl("ipv4", link->name, "route_localnet");
+  if (nl::read_sysctl(key).value_or("") != "1") nl::write_sysctl(key, "1");
+}
+
+}  // namespace cni::portmap
