@@ -18,6 +18,25 @@ struct Planned {
   const Range* range;
 };
 
+// DEL and GC release as much as they can (SPEC: "on error continue"), then report every failure.
+class Failures {
+ public:
+  template <class F>
+  void attempt(F&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      details_ += (details_.empty() ? "" : "; ") + std::string(e.what());
+    }
+  }
+  void raise(const std::string& msg) const {
+    if (!details_.empty()) throw Error(kErrIo, msg, details_);
+  }
+
+ private:
+  std::string details_;
+};
+
 std::string range_prefix(size_t set) {
   return "failed to allocate for range " + std::to_string(set) + ": ";
 }
@@ -152,10 +171,12 @@ size_t release(LeaseStore& store, const Attachment& who) {
       if (l.legacy_held_by(who.container_id)) mine.push_back(&l);
     }
   }
+  Failures failures;
   for (const Lease* l : mine) {
-    store.release(*l);
+    failures.attempt([&] { store.release(*l); });
     crash_point("after-release");
   }
+  failures.raise("failed to release every lease of " + who.container_id);
   return mine.size();
 }
 
@@ -169,15 +190,19 @@ bool holds(const LeaseStore& store, const Attachment& who) {
 size_t collect_garbage(LeaseStore& store, const std::vector<Attachment>& valid) {
   store.remove_stale_temps();
   size_t released = 0;
+  Failures failures;
   for (const auto& l : store.leases()) {
     bool keep = false;
     for (const auto& a : valid) keep = keep || l.held_by(a) || l.legacy_held_by(a.container_id);
     if (keep) continue;
-    spdlog::info("GC: releasing {} (held by \"{}\")", l.ip.str(), l.owner);
-    store.release(l);
-    ++released;
+    spdlog::info("GC: releasing {} (held by {})", l.ip.str(), json(l.owner).dump());
+    failures.attempt([&] {
+      store.release(l);
+      ++released;
+    });
     crash_point("after-release");
   }
+  failures.raise("GC failed to release every stale lease");
   return released;
 }
 

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 
 #include "common/error.h"
 #include "plugins/ipam-host-local/crash_point.h"
@@ -41,36 +40,7 @@ bool Lease::legacy_held_by(const std::string& container_id) const {
   return owner == container_id;
 }
 
-std::string lease_file_name(const IpAddr& ip) {
-  if (ip.is_v4()) return ip.str();
-  uint16_t w[8];
-  for (int i = 0; i < 8; ++i) w[i] = static_cast<uint16_t>(ip.bytes()[2 * i] << 8 | ip.bytes()[2 * i + 1]);
-  // The longest run of two or more zero groups (the first of equals) becomes "::".
-  int best = -1;
-  int best_len = 1;
-  for (int i = 0; i < 8;) {
-    int j = i;
-    while (j < 8 && w[j] == 0) ++j;
-    if (j - i > best_len) {
-      best = i;
-      best_len = j - i;
-    }
-    i = j == i ? i + 1 : j;
-  }
-  std::string out;
-  char buf[8];
-  for (int i = 0; i < 8; ++i) {
-    if (i == best) {
-      out += "::";
-      i += best_len - 1;
-      continue;
-    }
-    if (!out.empty() && out.back() != ':') out += ':';
-    std::snprintf(buf, sizeof(buf), "%x", w[i]);
-    out += buf;
-  }
-  return out;
-}
+std::string lease_file_name(const IpAddr& ip) { return ip.str(); }
 
 LeaseStore LeaseStore::open(const std::string& dir) {
   ensure_dir(dir, 0755);

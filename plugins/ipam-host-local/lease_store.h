@@ -28,8 +28,8 @@ struct Lease {
   bool legacy_held_by(const std::string& container_id) const;
 };
 
-// The name of a lease file: the address as Go's net.IP.String() prints it (RFC 5952, and never
-// the "::a.b.c.d" form glibc's inet_ntop uses for IPv4-compatible addresses).
+// The name of a lease file: the address as Go's net.IP.String() prints it, which IpAddr::str()
+// matches for every address a range can hold (IPv4-mapped ones are canonicalized to IPv4).
 std::string lease_file_name(const IpAddr& ip);
 
 class LeaseStore {

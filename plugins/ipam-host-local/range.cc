@@ -89,9 +89,8 @@ bool Range::overlaps(const Range& other) const {
 
 uint64_t Range::allocatable() const {
   uint64_t n = distance(start(), end());
-  if (n != UINT64_MAX) ++n;
-  if (contains(gw())) --n;
-  return n;
+  if (n == UINT64_MAX) return n;  // saturated: "more than enough"
+  return contains(gw()) ? n : n + 1;
 }
 
 std::string Range::str() const { return start().str() + "-" + end().str(); }

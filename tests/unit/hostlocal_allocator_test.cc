@@ -1,0 +1,210 @@
+// host-local allocation against a real lease directory in a temp dir: order, round-robin,
+// requested addresses, duplicates, exhaustion with nothing written, DEL/CHECK/GC, STATUS.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/files.h"
+#include "plugins/ipam-host-local/allocator.h"
+#include "plugins/ipam-host-local/resolv_conf.h"
+
+namespace fs = std::filesystem;
+using cni::hostlocal::Attachment;
+using cni::hostlocal::Config;
+using cni::hostlocal::LeaseStore;
+using json = nlohmann::json;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/hostlocal-unit-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+Config config(const TempDir& dir, json ipam, json extra = json::object()) {
+  ipam["dataDir"] = dir.path.string();
+  json conf = {{"cniVersion", "1.1.0"}, {"name", "net1"}, {"type", "host-local"}, {"ipam", ipam}};
+  conf.update(extra);
+  return Config::parse(cni::NetConf::parse(conf.dump()), cni::CniArgs::parse(""));
+}
+
+// Every file of the lease directory with its content.
+std::map<std::string, std::string> snapshot(const Config& c) {
+  std::map<std::string, std::string> out;
+  for (const auto& name : cni::list_dir(c.store_dir())) {
+    out[name] = cni::read_file(c.store_dir() + "/" + name).value_or("?");
+  }
+  return out;
+}
+
+std::vector<std::string> add(const Config& c, const std::string& id, const std::string& ifname = "eth0") {
+  LeaseStore store = LeaseStore::open(c.store_dir());
+  std::vector<std::string> out;
+  for (const auto& ip : cni::hostlocal::allocate(store, c, {id, ifname})) {
+    out.push_back(ip.address.str() + " gw " + ip.gateway->str());
+  }
+  return out;
+}
+
+int add_error(const Config& c, const std::string& id, std::string* msg = nullptr) {
+  try {
+    add(c, id);
+  } catch (const cni::Error& e) {
+    if (msg) *msg = e.msg();
+    return e.code();
+  }
+  return 0;
+}
+
+size_t del(const Config& c, const std::string& id, const std::string& ifname = "eth0") {
+  LeaseStore store = LeaseStore::open(c.store_dir());
+  return cni::hostlocal::release(store, {id, ifname});
+}
+
+const json kSmall = {{"subnet", "10.5.0.0/29"}};  // .2-.6 allocatable
+
+}  // namespace
+
+TEST_CASE("hostlocal allocate: first lease after the gateway, files as the reference writes them") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  CHECK(add(c, "ctr-a") == std::vector<std::string>{"10.5.0.2/29 gw 10.5.0.1"});
+  auto files = snapshot(c);
+  CHECK(files == std::map<std::string, std::string>{
+                     {"10.5.0.2", "ctr-a\r\neth0"}, {"last_reserved_ip.0", "10.5.0.2"}, {"lock", ""}});
+  CHECK((fs::status(c.store_dir() + "/10.5.0.2").permissions() & fs::perms::all) ==
+        (fs::perms::owner_read | fs::perms::owner_write));
+}
+
+TEST_CASE("hostlocal allocate: round-robin does not reuse a released address at once") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  CHECK(add(c, "a")[0].starts_with("10.5.0.2/"));
+  CHECK(add(c, "b")[0].starts_with("10.5.0.3/"));
+  CHECK(del(c, "a") == 1);
+  CHECK(add(c, "c")[0].starts_with("10.5.0.4/"));
+  CHECK(add(c, "d")[0].starts_with("10.5.0.5/"));
+  CHECK(add(c, "e")[0].starts_with("10.5.0.6/"));
+  CHECK(add(c, "f")[0].starts_with("10.5.0.2/"));  // wrapped; .3 is still b's
+  auto before = snapshot(c);
+  std::string msg;
+  CHECK(add_error(c, "g", &msg) == 50);
+  CHECK(msg == "failed to allocate for range 0: no IP addresses available in range set: "
+               "10.5.0.1-10.5.0.6");
+  CHECK(snapshot(c) == before);  // nothing written, hint untouched
+  LeaseStore store = LeaseStore::open(c.store_dir());
+  CHECK_THROWS_AS(cni::hostlocal::check_available(store, c), cni::Error);
+}
+
+TEST_CASE("hostlocal allocate: dual stack gives one address per set; failure releases all") {
+  TempDir d;
+  json ipam = {{"ranges", json::array({json::array({{{"subnet", "10.6.0.0/30"}}}),
+                                       json::array({{{"subnet", "fd00:6::/120"}}})})}};
+  Config c = config(d, ipam);
+  CHECK(add(c, "a") == std::vector<std::string>{"10.6.0.2/30 gw 10.6.0.1", "fd00:6::2/120 gw fd00:6::1"});
+  auto before = snapshot(c);
+  // The v4 set (one address) is full: the v6 set must not keep a lease or a new hint.
+  CHECK(add_error(c, "b") == 50);
+  CHECK(snapshot(c) == before);
+  CHECK(del(c, "a") == 2);
+  CHECK(snapshot(c).size() == 3);  // lock and the two hints
+}
+
+TEST_CASE("hostlocal allocate: requested addresses") {
+  TempDir d;
+  json ipam = {{"subnet", "10.7.0.0/24"}};
+  Config c = config(d, ipam, {{"runtimeConfig", {{"ips", json::array({"10.7.0.50"})}}}});
+  CHECK(add(c, "a") == std::vector<std::string>{"10.7.0.50/24 gw 10.7.0.1"});
+  CHECK(snapshot(c).at("last_reserved_ip.0") == "10.7.0.50");
+  auto before = snapshot(c);
+  std::string msg;
+  CHECK(add_error(c, "b", &msg) == 50);
+  CHECK(msg == "failed to allocate for range 0: requested IP address 10.7.0.50 is not available "
+               "in range set 10.7.0.1-10.7.0.254");
+  Config gw = config(d, ipam, {{"runtimeConfig", {{"ips", json::array({"10.7.0.1"})}}}});
+  CHECK(add_error(gw, "b", &msg) == 7);
+  CHECK(msg == "failed to allocate for range 0: requested ip 10.7.0.1 is subnet's gateway");
+  Config outside = config(d, ipam, {{"runtimeConfig", {{"ips", json::array({"10.8.0.1"})}}}});
+  CHECK(add_error(outside, "b", &msg) == 7);
+  CHECK(msg == "failed to allocate all requested IPs: 10.8.0.1");
+  Config two = config(d, ipam, {{"runtimeConfig", {{"ips", json::array({"10.7.0.8", "10.7.0.9"})}}}});
+  CHECK(add_error(two, "b", &msg) == 7);
+  CHECK(msg == "failed to allocate all requested IPs: 10.7.0.9");
+  CHECK(snapshot(c) == before);
+}
+
+TEST_CASE("hostlocal allocate: an attachment holding an address in a set is refused") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a");
+  auto before = snapshot(c);
+  std::string msg;
+  CHECK(add_error(c, "a", &msg) == cni::hostlocal::kErrDuplicateAllocation);
+  CHECK(msg == "failed to allocate for range 0: 10.5.0.2 has been allocated to a, duplicate "
+               "allocation is not allowed");
+  CHECK(snapshot(c) == before);
+  CHECK(add(c, "a", "eth1").size() == 1);  // another interface of the container is fine
+}
+
+TEST_CASE("hostlocal release, holds and legacy ID-only leases") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a", "eth0");
+  add(c, "a", "eth1");
+  cni::ensure_dir(c.store_dir());
+  cni::atomic_write(c.store_dir() + "/10.5.0.6", "old\n", 0600);  // a pre-0.x lease: ID only
+  {
+    LeaseStore store = LeaseStore::open(c.store_dir());
+    CHECK(cni::hostlocal::holds(store, {"a", "eth1"}));
+    CHECK(cni::hostlocal::holds(store, {"old", "eth0"}));
+    CHECK_FALSE(cni::hostlocal::holds(store, {"b", "eth0"}));
+  }
+  CHECK(del(c, "a", "eth1") == 1);
+  CHECK(del(c, "a", "eth1") == 0);  // idempotent
+  CHECK(del(c, "old", "eth0") == 1);
+  CHECK(del(c, "nobody") == 0);
+  CHECK(snapshot(c).count("10.5.0.2") == 1);
+}
+
+TEST_CASE("hostlocal GC keeps valid attachments, lock, hints; cleans stale temp files") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a");
+  add(c, "b");
+  add(c, "c");
+  cni::atomic_write(c.store_dir() + "/10.5.0.6", "legacy", 0600);
+  cni::atomic_write(c.store_dir() + "/.10.5.0.5.tmp-1-2", "x", 0600);  // a killed writer's
+  cni::atomic_write(c.store_dir() + "/notes", "keep", 0600);           // not a lease name
+  {
+    LeaseStore store = LeaseStore::open(c.store_dir());
+    CHECK(cni::hostlocal::collect_garbage(store, {{"b", "eth0"}, {"legacy", "eth9"}}) == 2);
+  }
+  auto files = snapshot(c);
+  CHECK(files == std::map<std::string, std::string>{{"10.5.0.3", "b\r\neth0"},
+                                                    {"10.5.0.6", "legacy"},
+                                                    {"last_reserved_ip.0", "10.5.0.4"},
+                                                    {"lock", ""},
+                                                    {"notes", "keep"}});
+  LeaseStore store = LeaseStore::open(c.store_dir());
+  CHECK(cni::hostlocal::collect_garbage(store, {}) == 2);
+}
+
+TEST_CASE("hostlocal resolvConf parsing") {
+  auto dns = cni::hostlocal::parse_resolv_conf(
+      "# comment\n; other\nnameserver 1.1.1.1\n  nameserver   8.8.8.8 \ndomain example.com\n"
+      "search a.example b.example\noptions ndots:2 edns0\nsearch c\nbogus\n");
+  CHECK(dns.nameservers == std::vector<std::string>{"1.1.1.1", "8.8.8.8"});
+  CHECK(dns.domain == "example.com");
+  CHECK(dns.search == std::vector<std::string>{"a.example", "b.example", "c"});
+  CHECK(dns.options == std::vector<std::string>{"ndots:2", "edns0"});
+}
