@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
+#include <cstdio>
 #include <cstring>
 
 namespace cni {
@@ -44,7 +45,17 @@ int IpAddr::af() const { return is_v4() ? AF_INET : AF_INET6; }
 std::string IpAddr::str() const {
   char buf[INET6_ADDRSTRLEN];
   inet_ntop(af(), bytes_.data(), buf, sizeof(buf));
-  return buf;
+  std::string out = buf;
+  // glibc prints IPv4-compatible addresses (::a.b.c.d, deprecated by RFC 4291) dotted, where Go
+  // and RFC 5952 print hex groups ("::a00:1"); host-local lease file names must match Go's.
+  // Only IPv4-mapped addresses (::ffff:a.b.c.d) keep the dotted form.
+  if (is_v4() || out.find('.') == std::string::npos || out.starts_with("::ffff:")) return out;
+  // glibc takes that form only when groups 0-5 are zero and group 6 is not.
+  char hex[16];
+  snprintf(hex, sizeof(hex), "::%x:%x", static_cast<unsigned>(bytes_[12] << 8 | bytes_[13]),
+           static_cast<unsigned>(bytes_[14] << 8 | bytes_[15]));
+  out = hex;
+  return out;
 }
 
 IpAddr IpAddr::next() const {
