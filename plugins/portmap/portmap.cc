@@ -198,9 +198,10 @@ bool in_place(nft::NftTransaction& tx, const std::string& table, const SetElemen
 // Elements to add or delete, batched per set: one message per set and chunk, not per element.
 class ElementBatch {
  public:
+  void add(const SetElement& e) { by_set_[e.set].push_back(e.element); }
   void add(const Group& g) {
-    for (const SetElement& e : g.keys) by_set_[e.set].push_back(e.element);
-    for (const SetElement& e : g.members) by_set_[e.set].push_back(e.element);
+    for (const SetElement& e : g.keys) add(e);
+    for (const SetElement& e : g.members) add(e);
   }
   bool empty() const { return by_set_.empty(); }
   void queue_add(nft::NftTransaction& tx, const std::string& table) const {
@@ -214,17 +215,38 @@ class ElementBatch {
   std::map<std::string, std::vector<nft::Element>> by_set_;
 };
 
-// The groups of `state` that are in its table and still ours (witness present with our data),
-// each once. A group whose witness is missing was never committed or is gone already.
-std::vector<const Group*> owned_groups(nft::NftTransaction& tx, const State& state) {
-  std::vector<const Group*> out;
+// Queues the deletion of what of `state` is in its table and still ours, and returns the DNAT
+// keys it releases. A group whose witness is there with our data goes whole. When the witness is
+// gone (removed behind the plugin's back, or never committed) and nobody else holds its key, the
+// group's other elements that are still there go one by one. A witness key held with other data
+// belongs to another attachment now: nothing of that group is touched.
+std::set<std::pair<std::string, nft::Bytes>> queue_removal(nft::NftTransaction& tx,
+                                                           const State& state,
+                                                           ElementBatch& batch) {
+  std::set<std::pair<std::string, nft::Bytes>> released;
   std::set<std::pair<std::string, nft::Bytes>> seen;
   for (const Group& g : state.groups) {
     const SetElement& w = g.keys.front();
     if (!seen.insert({w.set, w.element.key}).second) continue;
-    if (in_place(tx, state.table, w)) out.push_back(&g);
+    auto got = tx.get_element(kInet, state.table, w.set, w.element);
+    std::vector<const SetElement*> present;
+    if (got && same_element(*got, w.element)) {
+      for (const auto* list : {&g.keys, &g.members}) {
+        for (const SetElement& e : *list) present.push_back(&e);
+      }
+    } else if (!got) {
+      for (const auto* list : {&g.keys, &g.members}) {
+        for (const SetElement& e : *list) {
+          if (&e != &w && in_place(tx, state.table, e)) present.push_back(&e);
+        }
+      }
+    }
+    for (const SetElement* e : present) {
+      batch.add(*e);
+      if (g.exclusive) released.insert({e->set, e->element.key});
+    }
   }
-  return out;
+  return released;
 }
 
 Error conflict(const Config& config, const Group& g, const SetElement& key) {
@@ -306,7 +328,7 @@ void publish(const Config& config, const Attachment& attachment, const Plan& pla
     // The config moved to another table since the last ADD: clear the old one first.
     nft::run([&](nft::NftTransaction& tx) {
       ElementBatch gone;
-      for (const Group* g : owned_groups(tx, *old)) gone.add(*g);
+      queue_removal(tx, *old, gone);
       gone.queue_delete(tx, old->table);
     });
     old.reset();
@@ -320,14 +342,14 @@ void publish(const Config& config, const Attachment& attachment, const Plan& pla
     State on_disk = next;
     if (old) {
       ElementBatch gone;
-      for (const Group* g : owned_groups(tx, *old)) {
-        gone.add(*g);
-        for (const SetElement& k : g->keys) releasing.insert({k.set, k.element.key});
-        if (std::find(on_disk.groups.begin(), on_disk.groups.end(), *g) == on_disk.groups.end()) {
-          on_disk.groups.push_back(*g);
+      releasing = queue_removal(tx, *old, gone);
+      gone.queue_delete(tx, config.table);
+      // Until the batch commits the file must cover the old elements too.
+      for (const Group& g : old->groups) {
+        if (std::find(on_disk.groups.begin(), on_disk.groups.end(), g) == on_disk.groups.end()) {
+          on_disk.groups.push_back(g);
         }
       }
-      gone.queue_delete(tx, config.table);
     }
     ElementBatch added;
     for (const Group& g : plan.groups) {
@@ -357,7 +379,7 @@ void unpublish(const Config& config, const Attachment& attachment) {
   if (!state) return;
   nft::run([&](nft::NftTransaction& tx) {
     ElementBatch gone;
-    for (const Group* g : owned_groups(tx, *state)) gone.add(*g);
+    queue_removal(tx, *state, gone);
     gone.queue_delete(tx, state->table);
   });
   remove_file(path);
@@ -403,9 +425,7 @@ void collect_garbage(const Config& config, const std::string& network,
   if (stale.empty()) return;
   nft::run([&](nft::NftTransaction& tx) {
     std::map<std::string, ElementBatch> by_table;
-    for (const auto& [path, s] : stale) {
-      for (const Group* g : owned_groups(tx, s)) by_table[s.table].add(*g);
-    }
+    for (const auto& [path, s] : stale) queue_removal(tx, s, by_table[s.table]);
     for (const auto& [table, batch] : by_table) batch.queue_delete(tx, table);
   });
   std::vector<FlushTarget> udp;
