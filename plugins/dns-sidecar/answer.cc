@@ -1,0 +1,167 @@
+#include "plugins/dns-sidecar/answer.h"
+
+#include <algorithm>
+
+#include "plugins/dns-sidecar/ldns_ptr.h"
+#include "plugins/dns-sidecar/names.h"
+
+namespace cni::dns {
+
+namespace {
+
+constexpr size_t kUdpLimit = 512;  // RFC 1035, for clients without EDNS0
+constexpr size_t kTcpLimit = 65535;
+
+PktPtr parse(const uint8_t* wire, size_t len) {
+  ldns_pkt* raw = nullptr;
+  if (ldns_wire2pkt(&raw, wire, len) != LDNS_STATUS_OK) return nullptr;
+  return PktPtr(raw);
+}
+
+// The normalized text of a name, through a reused buffer (no allocation per query once warm).
+std::string name_text(const ldns_rdf* dname) {
+  thread_local BufferPtr buf(ldns_buffer_new(256));
+  ldns_buffer_clear(buf.get());
+  if (ldns_rdf2buffer_str_dname(buf.get(), dname) != LDNS_STATUS_OK) return {};
+  auto* data = reinterpret_cast<const char*>(ldns_buffer_begin(buf.get()));
+  return normalize_name(std::string_view(data, ldns_buffer_position(buf.get())));
+}
+
+PktPtr make_reply(const ldns_pkt* q, ldns_pkt_rcode rcode, bool authoritative, bool recursion) {
+  PktPtr r(ldns_pkt_new());
+  ldns_pkt_set_id(r.get(), ldns_pkt_id(q));
+  ldns_pkt_set_qr(r.get(), true);
+  ldns_pkt_set_opcode(r.get(), ldns_pkt_get_opcode(q));
+  ldns_pkt_set_rd(r.get(), ldns_pkt_rd(q));
+  ldns_pkt_set_cd(r.get(), ldns_pkt_cd(q));
+  ldns_pkt_set_ra(r.get(), recursion);
+  ldns_pkt_set_aa(r.get(), authoritative);
+  ldns_pkt_set_rcode(r.get(), static_cast<uint8_t>(rcode));
+  if (ldns_pkt_qdcount(q) == 1) {
+    ldns_pkt_push_rr(r.get(), LDNS_SECTION_QUESTION,
+                     ldns_rr_clone(ldns_rr_list_rr(ldns_pkt_question(q), 0)));
+  }
+  if (ldns_pkt_edns(q)) ldns_pkt_set_edns_udp_size(r.get(), kEdnsSize);
+  return r;
+}
+
+size_t size_limit(const ldns_pkt* q, Transport t) {
+  if (t == Transport::kTcp) return kTcpLimit;
+  if (!ldns_pkt_edns(q)) return kUdpLimit;
+  return std::max<size_t>(kUdpLimit, ldns_pkt_edns_udp_size(q));
+}
+
+// The reply's wire form within `limit`: answers are dropped from the end, with TC set, until it
+// fits (the client retries over TCP for the rest).
+std::vector<uint8_t> to_wire(ldns_pkt* p, size_t limit) {
+  for (;;) {
+    uint8_t* raw = nullptr;
+    size_t n = 0;
+    if (ldns_pkt2wire(&raw, p, &n) != LDNS_STATUS_OK) return {};
+    MallocPtr<uint8_t> wire(raw);
+    if (n <= limit || ldns_pkt_ancount(p) == 0) return {wire.get(), wire.get() + n};
+    RrPtr dropped(ldns_rr_list_pop_rr(ldns_pkt_answer(p)));
+    ldns_pkt_set_ancount(p, static_cast<uint16_t>(ldns_pkt_ancount(p) - 1));
+    ldns_pkt_set_tc(p, true);
+  }
+}
+
+void push_answer(ldns_pkt* r, const ldns_rdf* owner, ldns_rr_type type, uint32_t ttl,
+                 ldns_rdf* rdata) {
+  ldns_rr* rr = ldns_rr_new();
+  ldns_rr_set_owner(rr, ldns_rdf_clone(owner));
+  ldns_rr_set_type(rr, type);
+  ldns_rr_set_class(rr, LDNS_RR_CLASS_IN);
+  ldns_rr_set_ttl(rr, ttl);
+  ldns_rr_push_rdf(rr, rdata);
+  ldns_pkt_push_rr(r, LDNS_SECTION_ANSWER, rr);
+}
+
+bool is_reverse(std::string_view name) {
+  return name.ends_with(".in-addr.arpa") || name.ends_with(".ip6.arpa");
+}
+
+Decision reply(ldns_pkt* r, const ldns_pkt* q, Transport t) {
+  return {Decision::Kind::kReply, to_wire(r, size_limit(q, t)), {}};
+}
+
+}  // namespace
+
+Decision answer_query(const Index& index, const IpAddr& source, const uint8_t* wire, size_t len,
+                      Transport transport, const std::vector<Upstream>& host,
+                      std::minstd_rand& rng) {
+  auto scope = index.scope_for(source);
+  if (!scope) return {};
+  PktPtr q = parse(wire, len);
+  if (!q || ldns_pkt_qr(q.get())) return {};
+  bool forward = index.may_forward(*scope);
+  if (ldns_pkt_get_opcode(q.get()) != LDNS_PACKET_QUERY) {
+    return reply(make_reply(q.get(), LDNS_RCODE_NOTIMPL, false, forward).get(), q.get(), transport);
+  }
+  if (ldns_pkt_qdcount(q.get()) != 1) {
+    return reply(make_reply(q.get(), LDNS_RCODE_FORMERR, false, forward).get(), q.get(), transport);
+  }
+  const ldns_rr* question = ldns_rr_list_rr(ldns_pkt_question(q.get()), 0);
+  const ldns_rdf* owner = ldns_rr_owner(question);
+  ldns_rr_type qtype = ldns_rr_get_type(question);
+  ldns_rr_class qclass = ldns_rr_get_class(question);
+  std::string name = name_text(owner);
+
+  if (qclass == LDNS_RR_CLASS_IN || qclass == LDNS_RR_CLASS_ANY) {
+    if (is_reverse(name)) {
+      if (auto target = index.resolve_ptr(*scope, name)) {
+        PktPtr r = make_reply(q.get(), LDNS_RCODE_NOERROR, true, forward);
+        if (qtype == LDNS_RR_TYPE_PTR || qtype == LDNS_RR_TYPE_ANY) {
+          push_answer(r.get(), owner, LDNS_RR_TYPE_PTR, index.ttl(*scope),
+                      ldns_dname_new_frm_str(target->c_str()));
+        }
+        return reply(r.get(), q.get(), transport);
+      }
+    } else {
+      Resolution res = index.resolve(*scope, name);
+      if (res.kind == Resolution::Kind::kNxDomain) {
+        return reply(make_reply(q.get(), LDNS_RCODE_NXDOMAIN, true, forward).get(), q.get(),
+                     transport);
+      }
+      if (res.kind == Resolution::Kind::kFound) {
+        PktPtr r = make_reply(q.get(), LDNS_RCODE_NOERROR, true, forward);
+        bool any = qtype == LDNS_RR_TYPE_ANY;
+        std::shuffle(res.addresses.begin(), res.addresses.end(), rng);
+        uint32_t ttl = index.ttl(*scope);
+        for (const auto& ip : res.addresses) {
+          // Other types of a local name (MX, TXT...) are NODATA: its zone is ours, not upstream's.
+          if (ip.is_v4() && (any || qtype == LDNS_RR_TYPE_A)) {
+            push_answer(r.get(), owner, LDNS_RR_TYPE_A, ttl,
+                        ldns_rdf_new_frm_data(LDNS_RDF_TYPE_A, 4, ip.bytes()));
+          } else if (!ip.is_v4() && (any || qtype == LDNS_RR_TYPE_AAAA)) {
+            push_answer(r.get(), owner, LDNS_RR_TYPE_AAAA, ttl,
+                        ldns_rdf_new_frm_data(LDNS_RDF_TYPE_AAAA, 16, ip.bytes()));
+          }
+        }
+        return reply(r.get(), q.get(), transport);
+      }
+    }
+  }
+  if (!forward) {
+    return reply(make_reply(q.get(), LDNS_RCODE_NXDOMAIN, false, false).get(), q.get(), transport);
+  }
+  Decision d;
+  d.upstreams =
+      select_upstreams(scope->container ? scope->container->upstreams : std::vector<Upstream>{},
+                       index.network_upstreams(*scope), host, index.listen_addresses());
+  if (d.upstreams.empty()) {
+    return reply(make_reply(q.get(), LDNS_RCODE_SERVFAIL, false, forward).get(), q.get(),
+                 transport);
+  }
+  d.kind = Decision::Kind::kForward;
+  return d;
+}
+
+std::vector<uint8_t> error_reply(const uint8_t* query, size_t len, int rcode, Transport transport) {
+  PktPtr q = parse(query, len);
+  if (!q) return {};
+  PktPtr r = make_reply(q.get(), static_cast<ldns_pkt_rcode>(rcode), false, true);
+  return to_wire(r.get(), size_limit(q.get(), transport));
+}
+
+}  // namespace cni::dns

@@ -1,0 +1,218 @@
+#include "plugins/dns-sidecar/daemon.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "common/error.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "plugins/dns-sidecar/config.h"
+#include "plugins/dns-sidecar/control.h"
+#include "plugins/dns-sidecar/server.h"
+
+namespace cni::dns {
+
+std::string pidfile_path(const std::string& state_dir) { return state_dir + "/daemon.pid"; }
+std::string default_log_path(const std::string& state_dir) { return state_dir + "/daemon.log"; }
+
+namespace {
+
+// How long a daemon started by the plugin waits for the lock held by one that is exiting.
+constexpr auto kLockWait = std::chrono::seconds(5);
+
+enum class LockResult { kHeld, kBusy };
+
+LockResult lock_pidfile(const std::string& path, bool wait, Fd* out) {
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) throw_errno("cannot open " + path, errno, kErrIo);
+  auto deadline = std::chrono::steady_clock::now() + kLockWait;
+  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) throw_errno("cannot lock " + path, errno, kErrIo);
+    if (!wait || std::chrono::steady_clock::now() > deadline) return LockResult::kBusy;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), pid.data(), pid.size(), 0) < 0) {
+    throw_errno("cannot write " + path, errno, kErrIo);
+  }
+  *out = std::move(fd);
+  return LockResult::kHeld;
+}
+
+struct DaemonArgs {
+  ServerOptions server;
+  bool daemonize = false;
+  std::string log_file;
+  std::string log_level = "info";
+};
+
+// Writes `msg` to the readiness pipe of a daemonizing parent (if any).
+void report(int fd, const std::string& msg) {
+  if (fd >= 0) {
+    ssize_t ignored = ::write(fd, msg.data(), msg.size());
+    (void)ignored;
+    ::close(fd);
+  }
+}
+
+int run_daemon(DaemonArgs a) {
+  if (a.server.socket.empty()) a.server.socket = a.server.state_dir + "/" + kSocketName;
+  int ready_fd = -1;
+  if (a.daemonize) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2");
+    pid_t pid = ::fork();
+    if (pid < 0) throw_errno("fork");
+    if (pid > 0) {
+      // The parent returns once the daemon serves (or says why it cannot), so that whoever
+      // started us can use it right away.
+      ::close(p[1]);
+      std::string msg;
+      char buf[512];
+      ssize_t n;
+      while ((n = ::read(p[0], buf, sizeof(buf))) > 0) msg.append(buf, static_cast<size_t>(n));
+      if (msg == "ok" || msg == "busy") return 0;
+      std::cerr << "dns-sidecar daemon: " << (msg.empty() ? "exited during start-up" : msg) << "\n";
+      return 1;
+    }
+    ::close(p[0]);
+    ready_fd = p[1];
+    ::setsid();
+    if (::chdir("/") != 0) {
+      // Not fatal: every path we use is absolute.
+    }
+    // Nothing of the plugin's stdio may stay open here: a runtime reads the plugin's stdout
+    // and stderr until EOF.
+    Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    ::dup2(null.get(), 0);
+    ::dup2(null.get(), 1);
+    std::string log = a.log_file.empty() ? default_log_path(a.server.state_dir) : a.log_file;
+    if (::mkdir(a.server.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      // ensure_dir below reports the error through the pipe.
+    }
+    Fd logfd(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    ::dup2(logfd ? logfd.get() : null.get(), 2);
+    a.log_file.clear();  // stderr is the log file now
+  }
+  log::init("dns-sidecar");
+  log::configure(a.log_file, a.log_level);
+  try {
+    ensure_dir(a.server.state_dir, 0700);
+    Fd lock;
+    if (lock_pidfile(pidfile_path(a.server.state_dir), a.daemonize, &lock) == LockResult::kBusy) {
+      if (a.daemonize) {
+        spdlog::info("another daemon serves {}", a.server.state_dir);
+        report(ready_fd, "busy");
+        return 0;
+      }
+      throw Error(kErrIo, "another dns-sidecar daemon is running",
+                  pidfile_path(a.server.state_dir));
+    }
+    Server server(a.server);
+    server.start();
+    report(ready_fd, "ok");
+    server.run();
+    // A stale pid must not point a test or an admin at an unrelated process. The file itself
+    // stays: it is the lock, and unlinking it would let two daemons lock two different files.
+    if (::ftruncate(lock.get(), 0) != 0) spdlog::warn("cannot truncate the pid file");
+    return 0;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    report(ready_fd, e.what());
+    return 1;
+  }
+}
+
+void print_table(const json& reply) {
+  for (const auto& net : reply["networks"]) {
+    std::cout << "network " << net["name"].get<std::string>() << "  domain "
+              << net["domain"].get<std::string>()
+              << (net["internal"].get<bool>() ? "  internal" : "") << "  listen";
+    for (const auto& l : net["listen"]) std::cout << " " << l.get<std::string>();
+    std::cout << "\n";
+    for (const auto& c : net["containers"]) {
+      std::cout << "  " << c["containerID"].get<std::string>().substr(0, 12) << " "
+                << c["ifname"].get<std::string>() << " ";
+      std::string sep;
+      for (const auto& a : c["addresses"]) {
+        std::cout << sep << a.get<std::string>();
+        sep = ",";
+      }
+      std::cout << "  ";
+      sep.clear();
+      for (const auto& n : c["names"]) {
+        std::cout << sep << n.get<std::string>();
+        sep = ",";
+      }
+      for (const auto& n : c["containerAliases"]) std::cout << " (" << n.get<std::string>() << ")";
+      std::cout << "\n";
+    }
+  }
+}
+
+}  // namespace
+
+int cli_main(int argc, char** argv) {
+  CLI::App app{"dns-sidecar: CNI plugin and shared DNS daemon for container names"};
+  app.require_subcommand(1);
+
+  DaemonArgs d;
+  d.server.state_dir = kDefaultStateDir;
+  auto* daemon = app.add_subcommand("daemon", "run the DNS daemon");
+  daemon->add_option("--state-dir", d.server.state_dir, "registrations, lock and socket")
+      ->capture_default_str();
+  daemon->add_option("--socket", d.server.socket, "control socket [<state-dir>/control.sock]");
+  daemon->add_option("--port", d.server.port, "DNS port for networks that set none")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  daemon->add_option("--resolv-conf", d.server.resolv_conf, "host upstream servers (watched)")
+      ->capture_default_str();
+  daemon
+      ->add_option("--idle-exit", d.server.idle_exit_s,
+                   "exit after this many seconds without registrations (0: never)")
+      ->capture_default_str();
+  daemon->add_flag("--daemonize", d.daemonize, "fork into the background once serving");
+  daemon->add_option("--log-file", d.log_file,
+                     "log file [stderr; <state-dir>/daemon.log when daemonized]");
+  daemon->add_option("--log-level", d.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+
+  std::string state_dir = kDefaultStateDir;
+  std::string socket;
+  bool as_json = false;
+  auto* list = app.add_subcommand("list", "show the networks and names a running daemon serves");
+  list->add_option("--state-dir", state_dir, "the daemon's state dir")->capture_default_str();
+  list->add_option("--socket", socket, "control socket [<state-dir>/control.sock]");
+  list->add_flag("--json", as_json, "print the daemon's JSON");
+
+  CLI11_PARSE(app, argc, argv);
+  if (daemon->parsed()) return run_daemon(std::move(d));
+
+  try {
+    if (socket.empty()) socket = state_dir + "/" + kSocketName;
+    auto client = ControlClient::connect(socket);
+    if (!client) {
+      std::cerr << "dns-sidecar: no daemon listens on " << socket << "\n";
+      return 1;
+    }
+    json reply = client->call({{"op", "list"}});
+    if (as_json) {
+      std::cout << reply.dump(2) << "\n";
+    } else {
+      print_table(reply);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "dns-sidecar: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace cni::dns

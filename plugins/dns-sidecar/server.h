@@ -1,0 +1,130 @@
+#pragma once
+// The daemon's event loop (epoll, one thread): DNS over UDP and TCP on every (gateway, port)
+// the registrations name, forwarding to upstream servers, the control socket, the host's
+// resolv.conf watch and signals. Every socket is non-blocking; nothing in the loop waits.
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/files.h"
+#include "plugins/dns-sidecar/answer.h"
+#include "plugins/dns-sidecar/lookup.h"
+#include "plugins/dns-sidecar/registry.h"
+#include "plugins/dns-sidecar/upstream.h"
+
+namespace cni::dns {
+
+struct ServerOptions {
+  std::string state_dir;
+  std::string socket;
+  std::string resolv_conf = "/etc/resolv.conf";
+  uint16_t port = 53;
+  // Exit once no registration is left for this long (the plugin starts the daemon again when
+  // it needs one); 0 keeps running, as under systemd.
+  int idle_exit_s = 0;
+};
+
+// Something registered with epoll. Each registration gets a fresh token (epoll's data), looked
+// up on dispatch, so an event queued for a closed socket never reaches its successor. Retired
+// objects are destroyed only after the current batch of events.
+class Watch {
+ public:
+  virtual ~Watch() = default;
+  virtual void on_event(uint32_t events) = 0;
+  bool retired = false;
+  uint64_t token = 0;  // the epoll registration's key; 0 when not registered
+};
+
+class TcpConn;
+class Forward;
+class ControlConn;
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Loads the registrations, binds the DNS listeners and then the control socket; once it
+  // returns, the daemon answers. Throws Error when the control socket cannot be bound.
+  void start();
+  // Serves until SIGTERM/SIGINT (or idle exit). SIGHUP reloads everything from the state dir.
+  void run();
+
+  // The control protocol (control.h), also callable directly by tests.
+  json handle_control(const json& request);
+
+ private:
+  friend class TcpConn;
+  friend class Forward;
+  friend class ControlConn;
+  struct Listener;
+
+  using Clock = std::chrono::steady_clock;
+
+  void add_watch(int fd, uint32_t events, Watch* w);
+  void mod_watch(int fd, uint32_t events, Watch* w);
+  void retire_token(Watch* w);
+  void retire(std::unique_ptr<Watch> w);
+
+  // Rebuilds the index and opens/closes listeners to match. Returns an error text for every
+  // listener that could not be bound.
+  std::vector<std::string> rebuild();
+  std::optional<std::string> open_listener(const ListenKey& key);
+  void reload_all();
+
+  void on_udp(Listener& l);
+  void on_tcp_accept(Listener& l);
+  void on_control_accept();
+  void on_signal();
+  void handle_decision(Decision d, const uint8_t* wire, size_t len, Transport t,
+                       const ListenKey& key, const sockaddr_storage& from, socklen_t from_len,
+                       uint64_t conn_id, std::vector<uint8_t>* udp_reply);
+  void start_forward(std::vector<uint8_t> query, std::vector<Upstream> upstreams, Transport t,
+                     const ListenKey& key, const sockaddr_storage& from, socklen_t from_len,
+                     uint64_t conn_id);
+  void finish_forward(uint64_t id, std::vector<uint8_t> reply);
+  void deliver_udp(const ListenKey& key, const sockaddr_storage& to, socklen_t to_len,
+                   const std::vector<uint8_t>& reply);
+  void deliver_tcp(uint64_t conn_id, const std::vector<uint8_t>& reply);
+  void expire_forwards(Clock::time_point now);
+  void sweep_tcp(Clock::time_point now);
+  int next_timeout_ms(Clock::time_point now) const;
+  json list() const;
+
+  ServerOptions opts_;
+  RecordStore store_;
+  Fd epoll_;
+  Fd signal_fd_;
+  Fd control_fd_;
+  std::unique_ptr<Watch> signal_watch_;
+  std::unique_ptr<Watch> control_watch_;
+  std::unique_ptr<ResolvConf> resolv_;
+  std::unique_ptr<Watch> resolv_watch_;
+  Registry registry_;
+  Index index_;
+  std::map<ListenKey, std::unique_ptr<Listener>> listeners_;
+  std::map<uint64_t, std::unique_ptr<TcpConn>> conns_;
+  std::map<uint64_t, std::unique_ptr<Forward>> forwards_;
+  std::multimap<Clock::time_point, uint64_t> forward_deadlines_;
+  std::vector<std::unique_ptr<Watch>> control_conns_;
+  std::vector<std::unique_ptr<Watch>> graveyard_;
+  std::unordered_map<uint64_t, Watch*> tokens_;
+  std::vector<uint8_t> udp_bufs_;  // kBatch datagrams for recvmmsg
+  uint64_t next_id_ = 1;
+  std::minstd_rand rng_;
+  bool stop_ = false;
+  std::optional<Clock::time_point> idle_since_;
+};
+
+}  // namespace cni::dns
