@@ -3,10 +3,13 @@
 // per type, so that every ldns allocation on every path (early returns on malformed input
 // included) is freed.
 //
-// <stdbool.h> first: without __bool_true_false_are_defined, ldns/common.h defines `true` and
-// `false` as macros for 1 and 0, which breaks C++ code included after it.
+// Without __bool_true_false_are_defined, ldns/common.h defines `true` and `false` as macros for
+// 1 and 0, which silently turns C++ code included after it into ints (JSON `true` became 1).
+// C++ has bool, true and false, which is exactly what the macro promises.
+#ifndef __bool_true_false_are_defined
+#define __bool_true_false_are_defined 1
+#endif
 #include <ldns/ldns.h>
-#include <stdbool.h>  // NOLINT(modernize-deprecated-headers)
 
 #include <memory>
 
