@@ -1,0 +1,450 @@
+#include "plugins/bridge/firewall.h"
+
+#include <linux/netfilter/nf_conntrack_common.h>
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "common/nft.h"
+
+namespace cni::bridge {
+namespace {
+
+using nft::Bytes;
+using nft::Element;
+using nft::Family;
+using nft::NftTransaction;
+using nft::Rule;
+using nft::Verdict;
+
+constexpr Family kInet = Family::kInet;
+constexpr Family kBridgeFamily = Family::kBridge;
+
+// inet table: per-bridge policy (grows with networks) and per-attachment masquerade.
+constexpr const char* kBridges = "bridges";         // ifname: every bridge of this table
+constexpr const char* kInternal = "internal";       // ifname: internal=true bridges
+constexpr const char* kIsolated = "isolated";       // ifname: isolate=true bridges
+constexpr const char* kSameBridge = "same_bridge";  // ifname . ifname : accept | goto icc_off
+constexpr const char* kMasq4 = "masq4";             // ipv4_addr: containers with ipMasq
+constexpr const char* kMasq6 = "masq6";
+constexpr const char* kMasqOwn4 = "masq_own4";  // ipv4_addr . ifname: container . its bridge
+constexpr const char* kMasqOwn6 = "masq_own6";
+constexpr const char* kForward = "forward";
+constexpr const char* kIccOff = "icc_off";
+constexpr const char* kPostrouting = "postrouting";
+// bridge table: macspoofchk.
+constexpr const char* kSpoofPorts = "spoof_ports";      // ifname: host veths checked
+constexpr const char* kSpoofAllowed = "spoof_allowed";  // ifname . ether_addr
+constexpr const char* kPrerouting = "prerouting";
+
+const std::vector<nft::SetSpec>& inet_sets() {
+  static const std::vector<nft::SetSpec> sets = {
+      {kBridges, {nft::kTypeIfname}, {}, false, 0},
+      {kInternal, {nft::kTypeIfname}, {}, false, 0},
+      {kIsolated, {nft::kTypeIfname}, {}, false, 0},
+      {kSameBridge, {nft::kTypeIfname, nft::kTypeIfname}, {}, true, 0},
+      {kMasq4, {nft::kTypeIpv4Addr}, {}, false, 0},
+      {kMasq6, {nft::kTypeIpv6Addr}, {}, false, 0},
+      {kMasqOwn4, {nft::kTypeIpv4Addr, nft::kTypeIfname}, {}, false, 0},
+      {kMasqOwn6, {nft::kTypeIpv6Addr, nft::kTypeIfname}, {}, false, 0},
+  };
+  return sets;
+}
+
+const std::vector<nft::SetSpec>& bridge_sets() {
+  static const std::vector<nft::SetSpec> sets = {
+      {kSpoofPorts, {nft::kTypeIfname}, {}, false, 0},
+      {kSpoofAllowed, {nft::kTypeIfname, nft::kTypeEtherAddr}, {}, false, 0},
+  };
+  return sets;
+}
+
+struct RuleDef {
+  std::string comment;
+  Rule rule;
+};
+
+struct ChainDef {
+  nft::ChainSpec spec;
+  std::vector<RuleDef> rules;
+};
+
+// `ct status dnat`: the connection was DNATed (portmap's published ports, any DNAT).
+Rule& ct_dnat(Rule& r) {
+  return r.ct(NFT_CT_STATUS)
+      .bitwise(nft::host32(IPS_DST_NAT), nft::host32(0))
+      .cmp(NFT_CMP_NEQ, nft::host32(0));
+}
+
+// The fixed rules. Their comments identify them: ADD rewrites a chain whose comments differ.
+std::vector<ChainDef> inet_chains(const std::string& table) {
+  std::vector<ChainDef> chains;
+  auto rule = [&](ChainDef& c, std::string comment) -> Rule& {
+    c.rules.push_back({std::move(comment), Rule(kInet, table, c.spec.name)});
+    return c.rules.back().rule;
+  };
+
+  // Forward path. Every drop below needs one of our bridges on the input or output side, so
+  // traffic that does not touch a tether bridge is never dropped here. An accept ends only this
+  // table's evaluation: other tables still see the packet (README: FORWARD policy DROP).
+  ChainDef fwd{{kForward, nft::Hook{NF_INET_FORWARD, 0, "filter", NF_ACCEPT}}, {}};
+  // Same bridge in and out (routed between two ports of one bridge, or bridged with
+  // br_netfilter): accept, or icc_off for icc=false. Decided first, so that the rules below
+  // only ever see traffic between two different interfaces.
+  rule(fwd, "same bridge: icc")
+      .meta(NFT_META_IIFNAME, nft::reg32(0))
+      .meta(NFT_META_OIFNAME, nft::reg32(4))
+      .lookup(kSameBridge, nft::reg32(0), nft::kRegVerdict);
+  rule(fwd, "internal: nothing leaves")
+      .meta(NFT_META_IIFNAME)
+      .lookup(kInternal)
+      .verdict(Verdict::drop());
+  rule(fwd, "internal: nothing enters")
+      .meta(NFT_META_OIFNAME)
+      .lookup(kInternal)
+      .verdict(Verdict::drop());
+  ct_dnat(rule(fwd, "published ports stay reachable")).verdict(Verdict::accept());
+  rule(fwd, "isolate: not to other bridges")
+      .meta(NFT_META_IIFNAME)
+      .lookup(kIsolated)
+      .meta(NFT_META_OIFNAME)
+      .lookup(kBridges)
+      .verdict(Verdict::drop());
+  rule(fwd, "isolate: not from other bridges")
+      .meta(NFT_META_OIFNAME)
+      .lookup(kIsolated)
+      .meta(NFT_META_IIFNAME)
+      .lookup(kBridges)
+      .verdict(Verdict::drop());
+  chains.push_back(std::move(fwd));
+
+  ChainDef icc{{kIccOff, std::nullopt}, {}};
+  ct_dnat(rule(icc, "published ports stay reachable")).verdict(Verdict::accept());
+  rule(icc, "icc=false").verdict(Verdict::drop());
+  chains.push_back(std::move(icc));
+
+  // Masquerade: a container address with ipMasq, leaving through anything but its own bridge.
+  ChainDef post{{kPostrouting, nft::Hook{NF_INET_POST_ROUTING, 100, "nat", NF_ACCEPT}}, {}};
+  rule(post, "no masquerade for multicast v4")
+      .nfproto(NFPROTO_IPV4)
+      .daddr(nft::ipv4("224.0.0.0"), 4)
+      .verdict(Verdict::ret());
+  rule(post, "no masquerade for multicast v6")
+      .nfproto(NFPROTO_IPV6)
+      .daddr(nft::ipv6("ff00::"), 8)
+      .verdict(Verdict::ret());
+  rule(post, "own bridge v4")
+      .nfproto(NFPROTO_IPV4)
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, nft::reg32(0))
+      .meta(NFT_META_OIFNAME, nft::reg32(1))
+      .lookup(kMasqOwn4, nft::reg32(0))
+      .verdict(Verdict::ret());
+  rule(post, "own bridge v6")
+      .nfproto(NFPROTO_IPV6)
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16, nft::reg32(0))
+      .meta(NFT_META_OIFNAME, nft::reg32(4))
+      .lookup(kMasqOwn6, nft::reg32(0))
+      .verdict(Verdict::ret());
+  rule(post, "ipMasq v4")
+      .nfproto(NFPROTO_IPV4)
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4)
+      .lookup(kMasq4)
+      .masquerade();
+  rule(post, "ipMasq v6")
+      .nfproto(NFPROTO_IPV6)
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16)
+      .lookup(kMasq6)
+      .masquerade();
+  chains.push_back(std::move(post));
+  return chains;
+}
+
+std::vector<ChainDef> bridge_chains(const std::string& table) {
+  // Frames from a checked port must carry the container's MAC (the reference's macspoofchk).
+  ChainDef pre{{kPrerouting, nft::Hook{NF_INET_PRE_ROUTING, -300, "filter", NF_ACCEPT}}, {}};
+  pre.rules.push_back({"macspoofchk", Rule(kBridgeFamily, table, kPrerouting)});
+  pre.rules.back()
+      .rule.meta(NFT_META_IIFNAME)
+      .lookup(kSpoofPorts)
+      .meta(NFT_META_IIFNAME, nft::reg32(0))
+      .payload(NFT_PAYLOAD_LL_HEADER, 6, 6, nft::reg32(4))
+      .lookup(kSpoofAllowed, nft::reg32(0), std::nullopt, /*invert=*/true)
+      .verdict(Verdict::drop());
+  std::vector<ChainDef> chains;
+  chains.push_back(std::move(pre));
+  return chains;
+}
+
+std::vector<std::string> comments_of(const ChainDef& c) {
+  std::vector<std::string> out;
+  for (const RuleDef& r : c.rules) out.push_back(r.comment);
+  return out;
+}
+
+std::vector<std::string> comments_of(const std::vector<nft::RuleInfo>& rules) {
+  std::vector<std::string> out;
+  for (const nft::RuleInfo& r : rules) out.push_back(r.comment);
+  return out;
+}
+
+// Creates the table, its sets and chains when missing, and rewrites a chain whose rules are not
+// the expected ones. When everything is in place it queues nothing.
+void ensure_skeleton(NftTransaction& tx, Family family, const std::string& table,
+                     const std::vector<nft::SetSpec>& sets, std::vector<ChainDef> chains) {
+  std::vector<std::optional<std::vector<nft::RuleInfo>>> present;
+  bool complete = true;
+  for (ChainDef& c : chains) {
+    present.push_back(tx.list_rules(family, table, c.spec.name));
+    complete = complete && present.back() && comments_of(*present.back()) == comments_of(c);
+  }
+  if (complete) return;
+  tx.add_table(family, table);
+  for (const nft::SetSpec& s : sets) tx.add_set(family, table, s);
+  for (size_t i = 0; i < chains.size(); ++i) {
+    if (!present[i]) tx.add_chain(family, table, chains[i].spec);
+  }
+  for (size_t i = 0; i < chains.size(); ++i) {
+    if (present[i] && comments_of(*present[i]) == comments_of(chains[i])) continue;
+    if (present[i]) tx.flush_chain(family, table, chains[i].spec.name);
+    for (RuleDef& r : chains[i].rules) {
+      r.rule.comment(r.comment);
+      tx.add_rule(r.rule);
+    }
+  }
+}
+
+Bytes iface_pair(const std::string& iface) {
+  return nft::concat({nft::ifname(iface), nft::ifname(iface)});
+}
+
+bool is_v6(const std::string& ip) { return ip.find(':') != std::string::npos; }
+
+// One attachment's elements, set by set.
+std::vector<std::pair<const char*, Element>> masq_elements(const AttachmentState& s) {
+  std::vector<std::pair<const char*, Element>> out;
+  for (const std::string& ip : s.masq_ips) {
+    const bool v6 = is_v6(ip);
+    out.push_back({v6 ? kMasq6 : kMasq4, Element{nft::ip(ip), {}, std::nullopt}});
+    for (const std::string& iface : s.fw_ifaces) {
+      out.push_back({v6 ? kMasqOwn6 : kMasqOwn4,
+                     Element{nft::concat({nft::ip(ip), nft::ifname(iface)}), {}, std::nullopt}});
+    }
+  }
+  return out;
+}
+
+Bytes mac_bytes(const std::string& mac) {
+  if (mac.size() != 17) throw Error(kErrInternal, "invalid MAC address", mac);
+  Bytes b;
+  for (size_t i = 0; i < 6; ++i) {
+    b.push_back(static_cast<uint8_t>(std::stoul(mac.substr(i * 3, 2), nullptr, 16)));
+  }
+  return b;
+}
+
+std::vector<std::pair<const char*, Element>> spoof_elements(const AttachmentState& s) {
+  if (!s.spoofchk) return {};
+  return {
+      {kSpoofPorts, Element{nft::ifname(s.host_veth), {}, std::nullopt}},
+      {kSpoofAllowed,
+       Element{
+           nft::concat({nft::ifname(s.host_veth), mac_bytes(s.container_mac)}), {}, std::nullopt}}};
+}
+
+void add_all(NftTransaction& tx, Family family, const std::string& table,
+             const std::vector<std::pair<const char*, Element>>& elements) {
+  for (const auto& [set, el] : elements) tx.add_elements(family, table, set, {el});
+}
+
+// Removal that succeeds whether or not the element exists: "add" keeps or creates it, "delete"
+// then removes it, both in the same batch (the `nft add element; delete element` idiom). Plain
+// sets only; a verdict map element must be read first (its add would clash on the verdict).
+void remove_all(NftTransaction& tx, Family family, const std::string& table,
+                const std::vector<std::pair<const char*, Element>>& elements) {
+  for (const auto& [set, el] : elements) {
+    tx.add_elements(family, table, set, {el});
+    tx.delete_elements(family, table, set, {el});
+  }
+}
+
+void set_member(NftTransaction& tx, const std::string& table, const char* set, const Bytes& key,
+                bool member) {
+  std::vector<std::pair<const char*, Element>> el = {{set, Element{key, {}, std::nullopt}}};
+  if (member) {
+    add_all(tx, kInet, table, el);
+  } else {
+    remove_all(tx, kInet, table, el);
+  }
+}
+
+std::optional<Verdict> find_verdict(const std::vector<Element>& elements, const Bytes& key) {
+  for (const Element& e : elements) {
+    if (e.key == key) return e.verdict.value_or(Verdict{});
+  }
+  return std::nullopt;
+}
+
+bool contains(const std::vector<Element>& elements, const Bytes& key) {
+  return std::any_of(elements.begin(), elements.end(),
+                     [&](const Element& e) { return e.key == key; });
+}
+
+// The elements of `old` that `now` does not have.
+std::vector<std::pair<const char*, Element>> minus(
+    const std::vector<std::pair<const char*, Element>>& old,
+    const std::vector<std::pair<const char*, Element>>& now) {
+  std::vector<std::pair<const char*, Element>> out;
+  for (const auto& o : old) {
+    bool kept = std::any_of(now.begin(), now.end(), [&](const auto& n) {
+      return std::string_view(n.first) == o.first && n.second.key == o.second.key;
+    });
+    if (!kept) out.push_back(o);
+  }
+  return out;
+}
+
+void queue_masq_sets(NftTransaction& tx, const std::string& table) {
+  for (const nft::SetSpec& s : inet_sets()) {
+    if (std::string_view(s.name).starts_with("masq")) tx.add_set(kInet, table, s);
+  }
+}
+
+}  // namespace
+
+void NftFirewall::add(const BridgePolicy& policy, const AttachmentState& state,
+                      const std::optional<AttachmentState>& replaced) const {
+  nft::run([&](NftTransaction& tx) {
+    ensure_skeleton(tx, kInet, table_, inet_sets(), inet_chains(table_));
+    const std::vector<Element> same =
+        tx.list_elements(kInet, table_, kSameBridge).value_or(std::vector<Element>{});
+    const Verdict want = policy.icc ? Verdict::accept() : Verdict::go_to(kIccOff);
+    for (const std::string& iface : policy.ifaces) {
+      const Bytes pair = iface_pair(iface);
+      auto have = find_verdict(same, pair);
+      if (have && *have != want) {
+        tx.delete_elements(kInet, table_, kSameBridge, {Element{pair, {}, std::nullopt}});
+      }
+      if (!have || *have != want) {
+        tx.add_elements(kInet, table_, kSameBridge, {Element{pair, {}, want}});
+      }
+      const Bytes name = nft::ifname(iface);
+      set_member(tx, table_, kBridges, name, true);
+      set_member(tx, table_, kInternal, name, policy.internal);
+      set_member(tx, table_, kIsolated, name, policy.isolate);
+    }
+    if (replaced) {
+      remove_all(tx, kInet, table_, minus(masq_elements(*replaced), masq_elements(state)));
+    }
+    add_all(tx, kInet, table_, masq_elements(state));
+
+    auto stale_spoof = replaced ? minus(spoof_elements(*replaced), spoof_elements(state))
+                                : std::vector<std::pair<const char*, Element>>{};
+    if (state.spoofchk || (!stale_spoof.empty() && tx.table_exists(kBridgeFamily, table_))) {
+      ensure_skeleton(tx, kBridgeFamily, table_, bridge_sets(), bridge_chains(table_));
+      remove_all(tx, kBridgeFamily, table_, stale_spoof);
+      add_all(tx, kBridgeFamily, table_, spoof_elements(state));
+    }
+  });
+}
+
+void NftFirewall::remove(const std::vector<AttachmentState>& states) const {
+  nft::run([&](NftTransaction& tx) {
+    std::vector<std::pair<const char*, Element>> masq, spoof;
+    for (const AttachmentState& s : states) {
+      auto m = masq_elements(s);
+      masq.insert(masq.end(), m.begin(), m.end());
+      auto sp = spoof_elements(s);
+      spoof.insert(spoof.end(), sp.begin(), sp.end());
+    }
+    if (!masq.empty() && tx.table_exists(kInet, table_)) {
+      // The sets are re-declared (a no-op when present) so that a table someone trimmed by hand
+      // does not make DEL fail.
+      queue_masq_sets(tx, table_);
+      remove_all(tx, kInet, table_, masq);
+    }
+    if (!spoof.empty() && tx.table_exists(kBridgeFamily, table_)) {
+      for (const nft::SetSpec& s : bridge_sets()) tx.add_set(kBridgeFamily, table_, s);
+      remove_all(tx, kBridgeFamily, table_, spoof);
+    }
+  });
+}
+
+void NftFirewall::remove_bridge(const std::vector<std::string>& ifaces) const {
+  nft::run([&](NftTransaction& tx) {
+    auto same = tx.list_elements(kInet, table_, kSameBridge);
+    if (!same) return;  // no table (or no map): nothing of the bridge is left
+    for (const std::string& iface : ifaces) {
+      const Bytes pair = iface_pair(iface);
+      if (contains(*same, pair)) {
+        tx.delete_elements(kInet, table_, kSameBridge, {Element{pair, {}, std::nullopt}});
+      }
+      for (const char* set : {kBridges, kInternal, kIsolated}) {
+        set_member(tx, table_, set, nft::ifname(iface), false);
+      }
+    }
+  });
+}
+
+std::vector<std::string> NftFirewall::verify(const BridgePolicy& policy,
+                                             const AttachmentState& state) const {
+  std::vector<std::string> problems;
+  NftTransaction tx = NftTransaction::open();
+  auto check_chains = [&](Family family, const char* fam, std::vector<ChainDef> chains) {
+    for (const ChainDef& c : chains) {
+      auto rules = tx.list_rules(family, table_, c.spec.name);
+      if (!rules) {
+        problems.push_back(std::string("chain ") + fam + " " + table_ + " " + c.spec.name +
+                           " is missing");
+      } else if (comments_of(*rules) != comments_of(c)) {
+        problems.push_back(std::string("chain ") + fam + " " + table_ + " " + c.spec.name +
+                           " does not hold tether's rules");
+      }
+    }
+  };
+  auto elements = [&](Family family, const char* set) {
+    return tx.list_elements(family, table_, set).value_or(std::vector<Element>{});
+  };
+  check_chains(kInet, "inet", inet_chains(table_));
+  const auto same = elements(kInet, kSameBridge);
+  const auto bridges = elements(kInet, kBridges);
+  const auto internal = elements(kInet, kInternal);
+  const auto isolated = elements(kInet, kIsolated);
+  const Verdict want = policy.icc ? Verdict::accept() : Verdict::go_to(kIccOff);
+  for (const std::string& iface : policy.ifaces) {
+    const Bytes name = nft::ifname(iface);
+    if (find_verdict(same, iface_pair(iface)) != want) {
+      problems.push_back("bridge " + iface + ": icc element missing or wrong in " + kSameBridge);
+    }
+    if (!contains(bridges, name)) problems.push_back("bridge " + iface + " is not in " + kBridges);
+    if (contains(internal, name) != policy.internal) {
+      problems.push_back("bridge " + iface + ": membership of set internal is wrong");
+    }
+    if (contains(isolated, name) != policy.isolate) {
+      problems.push_back("bridge " + iface + ": membership of set isolated is wrong");
+    }
+  }
+  for (const auto& [set, el] : masq_elements(state)) {
+    if (!contains(elements(kInet, set), el.key)) {
+      problems.push_back(std::string("masquerade element missing from set ") + set);
+    }
+  }
+  if (state.spoofchk) {
+    check_chains(kBridgeFamily, "bridge", bridge_chains(table_));
+    for (const auto& [set, el] : spoof_elements(state)) {
+      if (!contains(elements(kBridgeFamily, set), el.key)) {
+        problems.push_back(std::string("macspoofchk element missing from set ") + set);
+      }
+    }
+  }
+  return problems;
+}
+
+void NftFirewall::probe() {
+  try {
+    NftTransaction::open();
+  } catch (const Error& e) {
+    throw Error(kErrNotAvailable, "nftables is not available", e.what());
+  }
+}
+
+}  // namespace cni::bridge
