@@ -24,13 +24,12 @@ constexpr Family kBridgeFamily = Family::kBridge;
 constexpr const char* kBridges = "bridges";         // ifname: every bridge of this table
 constexpr const char* kInternal = "internal";       // ifname: internal=true bridges
 constexpr const char* kIsolated = "isolated";       // ifname: isolate=true bridges
-constexpr const char* kSameBridge = "same_bridge";  // ifname . ifname : accept | goto icc_off
+constexpr const char* kSameBridge = "same_bridge";  // ifname . ifname : accept | drop (icc)
 constexpr const char* kMasq4 = "masq4";             // ipv4_addr: containers with ipMasq
 constexpr const char* kMasq6 = "masq6";
 constexpr const char* kMasqOwn4 = "masq_own4";  // ipv4_addr . ifname: container . its bridge
 constexpr const char* kMasqOwn6 = "masq_own6";
 constexpr const char* kForward = "forward";
-constexpr const char* kIccOff = "icc_off";
 constexpr const char* kPostrouting = "postrouting";
 // bridge table: macspoofchk.
 constexpr const char* kSpoofPorts = "spoof_ports";      // ifname: host veths checked
@@ -89,8 +88,10 @@ std::vector<ChainDef> inet_chains(const std::string& table) {
   // table's evaluation: other tables still see the packet (README: FORWARD policy DROP).
   ChainDef fwd{{kForward, nft::Hook{NF_INET_FORWARD, 0, "filter", NF_ACCEPT}}, {}};
   // Same bridge in and out (routed between two ports of one bridge, or bridged with
-  // br_netfilter): accept, or icc_off for icc=false. Decided first, so that the rules below
-  // only ever see traffic between two different interfaces.
+  // br_netfilter): accept, or drop for icc=false -- DNATed traffic included, as in Docker's
+  // nftables model, so that a neighbour is unreachable through the host's published ports as
+  // well, whether or not br_netfilter is on (README: ICC). Decided first, so that the rules
+  // below only ever see traffic between two different interfaces.
   rule(fwd, "same bridge: icc")
       .meta(NFT_META_IIFNAME, nft::reg32(0))
       .meta(NFT_META_OIFNAME, nft::reg32(4))
@@ -117,11 +118,6 @@ std::vector<ChainDef> inet_chains(const std::string& table) {
       .lookup(kBridges)
       .verdict(Verdict::drop());
   chains.push_back(std::move(fwd));
-
-  ChainDef icc{{kIccOff, std::nullopt}, {}};
-  ct_dnat(rule(icc, "published ports stay reachable")).verdict(Verdict::accept());
-  rule(icc, "icc=false").verdict(Verdict::drop());
-  chains.push_back(std::move(icc));
 
   // Masquerade: a container address with ipMasq, leaving through anything but its own bridge.
   ChainDef post{{kPostrouting, nft::Hook{NF_INET_POST_ROUTING, 100, "nat", NF_ACCEPT}}, {}};
@@ -317,7 +313,7 @@ void NftFirewall::add(const BridgePolicy& policy, const AttachmentState& state,
     ensure_skeleton(tx, kInet, table_, inet_sets(), inet_chains(table_));
     const std::vector<Element> same =
         tx.list_elements(kInet, table_, kSameBridge).value_or(std::vector<Element>{});
-    const Verdict want = policy.icc ? Verdict::accept() : Verdict::go_to(kIccOff);
+    const Verdict want = policy.icc ? Verdict::accept() : Verdict::drop();
     for (const std::string& iface : policy.ifaces) {
       const Bytes pair = iface_pair(iface);
       auto have = find_verdict(same, pair);
@@ -409,7 +405,7 @@ std::vector<std::string> NftFirewall::verify(const BridgePolicy& policy,
   const auto bridges = elements(kInet, kBridges);
   const auto internal = elements(kInet, kInternal);
   const auto isolated = elements(kInet, kIsolated);
-  const Verdict want = policy.icc ? Verdict::accept() : Verdict::go_to(kIccOff);
+  const Verdict want = policy.icc ? Verdict::accept() : Verdict::drop();
   for (const std::string& iface : policy.ifaces) {
     const Bytes name = nft::ifname(iface);
     if (find_verdict(same, iface_pair(iface)) != want) {
