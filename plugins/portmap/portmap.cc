@@ -453,8 +453,10 @@ void check_ready(const Config& config) {
 
 void enable_route_localnet(const IpAddr& container) {
   nl::Socket sock = nl::Socket::open();
-  // The longest main-table route to the container names the interface packets leave by.
-  int best_len = -1;
+  // The longest main-table route to the container names the interface packets leave by. The
+  // default route is not one: a container behind it is not on this host, and the host's uplink
+  // must not start accepting 127/8 from the wire.
+  int best_len = 0;
   int oif = 0;
   for (const nl::Route& r : nl::list_routes(sock, AF_INET, 0, RT_TABLE_MAIN)) {
     auto dst = Prefix::parse(r.dst, /*allow_bare_ip=*/true);
@@ -463,8 +465,10 @@ void enable_route_localnet(const IpAddr& container) {
     oif = r.oif;
   }
   if (oif == 0) {
-    throw Error(kErrInternal, "portmap: no route to the container",
-                "cannot find the host interface for " + container.str());
+    // As the reference: without a route there is nothing to enable; localhost will not work.
+    spdlog::warn("portmap: no host route to {}: 127.0.0.1:hostPort will not reach it",
+                 container.str());
+    return;
   }
   auto link = nl::get_link(sock, oif);
   if (!link) throw Error(kErrInternal, "portmap: interface vanished", std::to_string(oif));
