@@ -96,10 +96,11 @@ void fsync_dir(const std::string& dir) {
   if (fd) ::fsync(fd.get());
 }
 
-// A fully written, fsynced temp file next to `path`; removed on destruction unless released.
+// A fully written (and, when `sync`, fsynced) temp file next to `path`; removed on destruction
+// unless renamed or linked away.
 class TempFile {
  public:
-  TempFile(const std::string& path, std::string_view data, mode_t mode) {
+  TempFile(const std::string& path, std::string_view data, mode_t mode, bool sync = true) {
     static std::mt19937_64 rng{std::random_device{}()};
     for (int attempt = 0; attempt < 16 && !fd_; ++attempt) {
       // Hidden (".name.tmp-pid-n") so that directory scans looking for leases skip it.
@@ -115,7 +116,7 @@ class TempFile {
     try {
       write_all(fd_.get(), data, name_);
       if (::fchmod(fd_.get(), mode) != 0) throw_errno("failed to chmod " + name_, errno, kErrIo);
-      if (::fsync(fd_.get()) != 0) throw_errno("failed to sync " + name_, errno, kErrIo);
+      if (sync && ::fsync(fd_.get()) != 0) throw_errno("failed to sync " + name_, errno, kErrIo);
     } catch (...) {
       ::unlink(name_.c_str());
       throw;
@@ -139,6 +140,13 @@ void atomic_write(const std::string& path, std::string_view data, mode_t mode) {
     throw_errno("failed to rename into " + path, errno, kErrIo);
   }
   fsync_dir(dir_of(path));
+}
+
+void atomic_replace(const std::string& path, std::string_view data, mode_t mode) {
+  TempFile tmp(path, data, mode, /*sync=*/false);
+  if (::rename(tmp.name().c_str(), path.c_str()) != 0) {
+    throw_errno("failed to rename into " + path, errno, kErrIo);
+  }
 }
 
 bool create_exclusive(const std::string& path, std::string_view data, mode_t mode) {

@@ -49,6 +49,12 @@ std::optional<std::string> read_file(const std::string& path);
 // Readers see the old content or the new, never an empty or partial file.
 void atomic_write(const std::string& path, std::string_view data, mode_t mode = 0644);
 
+// As atomic_write, without the fsyncs, for state that lives no longer than the running kernel's
+// (a mirror of nftables elements: a reboot empties the ruleset too). Other processes see the old
+// content or the new, never a partial file; after a power loss the file may be old or empty, so
+// readers must tolerate that. Saves the milliseconds an fsync costs on a disk-backed /run.
+void atomic_replace(const std::string& path, std::string_view data, mode_t mode = 0644);
+
 // Creates `path` with `data` only if it does not exist, atomically: the content is written and
 // fsynced to a temp file which is then link(2)ed into place — link fails with EEXIST instead of
 // replacing, so the file appears complete or not at all. Returns false when `path` exists.
