@@ -376,14 +376,15 @@ void unpublish(const Config& config, const Attachment& attachment) {
   if (!exists(path)) return;  // never published, or removed already
   FileLock lock = FileLock::exclusive(lock_path(config));
   std::optional<State> state = load_state(path);
-  if (!state) return;
-  nft::run([&](nft::NftTransaction& tx) {
-    ElementBatch gone;
-    queue_removal(tx, *state, gone);
-    gone.queue_delete(tx, state->table);
-  });
-  remove_file(path);
-  flush_conntrack(state->udp);
+  if (state) {
+    nft::run([&](nft::NftTransaction& tx) {
+      ElementBatch gone;
+      queue_removal(tx, *state, gone);
+      gone.queue_delete(tx, state->table);
+    });
+  }
+  remove_file(path);  // also an unreadable one: it cannot be acted on, and DEL must succeed
+  if (state) flush_conntrack(state->udp);
 }
 
 void verify(const Config& config, const Plan& plan) {

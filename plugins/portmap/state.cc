@@ -1,5 +1,7 @@
 #include "plugins/portmap/state.h"
 
+#include <spdlog/spdlog.h>
+
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -116,13 +118,19 @@ std::string state_path(const std::string& state_dir, const Attachment& a) {
 std::optional<State> load_state(const std::string& path) {
   auto text = read_file(path);
   if (!text) return std::nullopt;
-  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw Error(kErrIo, "corrupt portmap state file " + path, "not JSON");
-  return State::from_json(j, path);
+  try {
+    json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) throw Error(kErrIo, "corrupt portmap state file " + path, "not JSON");
+    return State::from_json(j, path);
+  } catch (const Error& e) {
+    spdlog::warn("portmap: ignoring {}: {}", path, e.what());
+    return std::nullopt;
+  }
 }
 
 void save_state(const std::string& path, const State& state) {
-  atomic_write(path, state.to_json().dump(), 0600);
+  // No fsync: the elements it mirrors do not survive a reboot either (see atomic_replace).
+  atomic_replace(path, state.to_json().dump(), 0600);
 }
 
 std::vector<std::pair<std::string, State>> load_all_states(const std::string& state_dir) {
@@ -136,11 +144,7 @@ std::vector<std::pair<std::string, State>> load_all_states(const std::string& st
         continue;
       }
       const std::string path = dir + "/" + name;
-      try {
-        if (auto s = load_state(path)) out.emplace_back(path, std::move(*s));
-      } catch (const Error&) {
-        // A corrupt file of another attachment must not fail this one's call.
-      }
+      if (auto s = load_state(path)) out.emplace_back(path, std::move(*s));
     }
   }
   return out;

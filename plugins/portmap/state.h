@@ -1,6 +1,8 @@
 #pragma once
 // Per-attachment state: which elements an attachment added to which table, persisted atomically
 // as <stateDir>/<network>/<containerID>@<ifname>.json before the batch that adds them commits.
+// Its lifetime is the ruleset's: both are meant to be gone after a reboot (the default stateDir
+// is under /run), so it is replaced atomically but not fsynced.
 // The file therefore always covers what is in nftables (a crash leaves at most elements that
 // never made it in, which DEL skips), and DEL and GC work without prevResult or the mappings.
 #include <optional>
@@ -33,6 +35,8 @@ struct State {
 std::string state_path(const std::string& state_dir, const Attachment& a);
 std::string network_dir(const std::string& state_dir, const std::string& network);
 
+// nullopt when the file does not exist, and (with a warning) when it is not a complete state
+// file, which a power loss can leave behind (save_state does not fsync: see atomic_replace).
 std::optional<State> load_state(const std::string& path);
 void save_state(const std::string& path, const State& state);
 

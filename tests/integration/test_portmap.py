@@ -606,3 +606,14 @@ def test_parallel_adds_and_dels(topo):
         for res in pool.map(lambda i: call("DEL", i), range(8)):
             assert res.rc == 0, res
     assert element_count(topo.table) == 0
+
+
+def test_del_with_unreadable_state(topo):
+    """A state file a power loss truncated (it is not fsynced, see state.h) does not make DEL
+    fail forever: DEL succeeds and removes it."""
+    c = topo.add([pm(18130, 80)])
+    path = topo.state_dir / f"{RUN}-net" / f"{c.cid}@eth0.json"
+    path.write_text("")
+    conf = portmap_conf(topo, c)
+    ok(run_plugin("portmap", "DEL", conf, containerid=c.cid, netns=c.ns.path))
+    assert not path.exists()
