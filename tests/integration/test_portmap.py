@@ -178,6 +178,7 @@ class Topo:
     def __init__(self, netns, tmpdir):
         self.netns, self.dir = netns, tmpdir
         self.table = f"{RUN}-pm"
+        self.bridge_table = f"{RUN}-br"
         self.bridge = f"{RUN}b"
         self.state_dir = tmpdir / "portmap"
         self.procs = []
@@ -204,8 +205,12 @@ class Topo:
               "nftTable": self.table, "stateDir": str(self.state_dir)}
         pm.update(portmap)
         return {"cniVersion": "1.0.0", "name": f"{RUN}-net", "plugins": [
+            # hairpinMode: with br_netfilter active, a container reaching its own published
+            # port needs it (README.md). nftTable/stateDir: tether's bridge keeps its firewall
+            # in a table of its own; the reference ignores the keys.
             {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False,
-             "hairpinMode": True,
+             "hairpinMode": True, "nftTable": self.bridge_table,
+             "stateDir": str(self.dir / "bridge"),
              "ipam": {"type": "host-local", "dataDir": str(self.dir / "ipam"),
                       "ranges": [[{"subnet": SUBNET4}], [{"subnet": SUBNET6}]],
                       "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}},
@@ -249,6 +254,9 @@ class Topo:
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         subprocess.run(["ip", "link", "del", self.host_veth], capture_output=True)
         subprocess.run(["nft", "delete", "table", "inet", self.table], capture_output=True)
+        for family in ("inet", "bridge"):
+            subprocess.run(["nft", "delete", "table", family, self.bridge_table],
+                           capture_output=True)
 
     # -- traffic --------------------------------------------------------------------------
     def request(self, proto, host, port, ns=None, src="-", sport=0, timeout=1.0):
