@@ -9,7 +9,7 @@ packages=(
   nlohmann-json3-dev libnl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev
   libspdlog-dev libfmt-dev doctest-dev libldns-dev libasio-dev libcli11-dev
   # tests: namespaces, reading back nftables state, traffic, DNS clients
-  iproute2 nftables conntrack procps psmisc socat dnsutils python3 python3-pytest
+  iproute2 nftables conntrack procps psmisc socat dnsutils curl iputils-ping python3 python3-pytest
   # reference implementations compared against
   containernetworking-plugins golang-github-containernetworking-plugin-dnsname dnsmasq-base aardvark-dns
   # runtimes' own code: libcni driver and podman
