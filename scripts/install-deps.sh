@@ -13,7 +13,7 @@ packages=(
   # reference implementations compared against
   containernetworking-plugins golang-github-containernetworking-plugin-dnsname dnsmasq-base aardvark-dns
   # runtimes' own code: libcni driver and podman
-  golang-go golang-github-appc-cni-dev podman runc
+  golang-go golang-github-appc-cni-dev podman runc busybox-static
   # benchmarks
   dnsperf python3-matplotlib
 )
