@@ -119,7 +119,12 @@ std::string random_veth_name() {
 }
 
 nl::Link setup_bridge(nl::Socket& host, const Config& cfg) {
-  nl::Link br = nl::ensure_bridge(host, {cfg.bridge, cfg.mtu, random_mac(), cfg.vlan_filtering()});
+  // Look first: on all but the first ADD the bridge exists, and a refused create costs more.
+  auto existing = nl::get_link(host, cfg.bridge);
+  nl::Link br =
+      existing && existing->kind == "bridge"
+          ? *existing
+          : nl::ensure_bridge(host, {cfg.bridge, cfg.mtu, random_mac(), cfg.vlan_filtering()});
   if (cfg.vlan_filtering()) nl::set_bridge_vlan_filtering(host, br.ifindex, true);
   if (cfg.promisc_mode) nl::set_promisc(host, br.ifindex, true);
   try_sysctl(nl::iface_sysctl("ipv6", cfg.bridge, "accept_ra"), "0");

@@ -263,6 +263,11 @@ void remove_all(NftTransaction& tx, Family family, const std::string& table,
   }
 }
 
+bool contains(const std::vector<Element>& elements, const Bytes& key) {
+  return std::any_of(elements.begin(), elements.end(),
+                     [&](const Element& e) { return e.key == key; });
+}
+
 void set_member(NftTransaction& tx, const std::string& table, const char* set, const Bytes& key,
                 bool member) {
   std::vector<std::pair<const char*, Element>> el = {{set, Element{key, {}, std::nullopt}}};
@@ -273,16 +278,19 @@ void set_member(NftTransaction& tx, const std::string& table, const char* set, c
   }
 }
 
+// As set_member, but only queues a change when the set's current content (`have`) needs one:
+// ADD runs this for every attachment, and a deletion makes the kernel's commit several
+// milliseconds slower even when the element was absent.
+void update_member(NftTransaction& tx, const std::string& table, const char* set,
+                   const std::vector<Element>& have, const Bytes& key, bool member) {
+  if (contains(have, key) != member) set_member(tx, table, set, key, member);
+}
+
 std::optional<Verdict> find_verdict(const std::vector<Element>& elements, const Bytes& key) {
   for (const Element& e : elements) {
     if (e.key == key) return e.verdict.value_or(Verdict{});
   }
   return std::nullopt;
-}
-
-bool contains(const std::vector<Element>& elements, const Bytes& key) {
-  return std::any_of(elements.begin(), elements.end(),
-                     [&](const Element& e) { return e.key == key; });
 }
 
 // The elements of `old` that `now` does not have.
@@ -311,8 +319,13 @@ void NftFirewall::add(const BridgePolicy& policy, const AttachmentState& state,
                       const std::optional<AttachmentState>& replaced) const {
   nft::run([&](NftTransaction& tx) {
     ensure_skeleton(tx, kInet, table_, inet_sets(), inet_chains(table_));
-    const std::vector<Element> same =
-        tx.list_elements(kInet, table_, kSameBridge).value_or(std::vector<Element>{});
+    auto read = [&](const char* set) {
+      return tx.list_elements(kInet, table_, set).value_or(std::vector<Element>{});
+    };
+    const std::vector<Element> same = read(kSameBridge);
+    const std::vector<Element> bridges = read(kBridges);
+    const std::vector<Element> internal = read(kInternal);
+    const std::vector<Element> isolated = read(kIsolated);
     const Verdict want = policy.icc ? Verdict::accept() : Verdict::drop();
     for (const std::string& iface : policy.ifaces) {
       const Bytes pair = iface_pair(iface);
@@ -324,9 +337,9 @@ void NftFirewall::add(const BridgePolicy& policy, const AttachmentState& state,
         tx.add_elements(kInet, table_, kSameBridge, {Element{pair, {}, want}});
       }
       const Bytes name = nft::ifname(iface);
-      set_member(tx, table_, kBridges, name, true);
-      set_member(tx, table_, kInternal, name, policy.internal);
-      set_member(tx, table_, kIsolated, name, policy.isolate);
+      update_member(tx, table_, kBridges, bridges, name, true);
+      update_member(tx, table_, kInternal, internal, name, policy.internal);
+      update_member(tx, table_, kIsolated, isolated, name, policy.isolate);
     }
     if (replaced) {
       remove_all(tx, kInet, table_, minus(masq_elements(*replaced), masq_elements(state)));

@@ -58,8 +58,9 @@ std::string state_file(const std::string& dir, const std::string& container_id,
 
 void save_state(const std::string& dir, const AttachmentState& state) {
   ensure_dir(dir, 0700);
-  atomic_write(state_file(dir, state.container_id, state.ifname), state.to_json().dump() + "\n",
-               0600);
+  // No fsync: the file mirrors nftables elements, which a reboot empties as well (header).
+  atomic_replace(state_file(dir, state.container_id, state.ifname), state.to_json().dump() + "\n",
+                 0600);
 }
 
 std::optional<AttachmentState> load_state(const std::string& dir, const std::string& container_id,

@@ -5,7 +5,8 @@
 //
 // Crash contract: ADD writes the file before it commits the nftables batch, and DEL/GC remove
 // the file only after their batch committed, so no element ever exists without a file that
-// names it. The file need not survive a power loss (the ruleset does not either).
+// names it. The file need not survive a power loss (the ruleset does not either), so it is
+// written without fsync; an empty or unreadable file names nothing and is ignored.
 #include <optional>
 #include <string>
 #include <vector>
