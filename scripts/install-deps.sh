@@ -15,7 +15,7 @@ packages=(
   # runtimes' own code: libcni driver and podman
   golang-go golang-github-appc-cni-dev podman runc busybox-static
   # benchmarks
-  dnsperf python3-matplotlib
+  dnsperf python3-matplotlib time
 )
 
 missing=()

@@ -80,6 +80,12 @@ func bench(op, netName, parallel string, netnses []string) {
 	}
 	ms := make([]float64, len(netnses))
 	errs := make([]string, len(netnses))
+	portBase := 0
+	if s := os.Getenv("BENCH_PORT_BASE"); s != "" {
+		if _, err := fmt.Sscanf(s, "%d", &portBase); err != nil {
+			fail("BENCH_PORT_BASE must be an integer")
+		}
+	}
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -88,6 +94,13 @@ func bench(op, netName, parallel string, netnses []string) {
 			defer wg.Done()
 			for i := range jobs {
 				list, cninet, rt := setup(netName, netnses[i])
+				if portBase > 0 {
+					if rt.CapabilityArgs == nil {
+						rt.CapabilityArgs = map[string]interface{}{}
+					}
+					rt.CapabilityArgs["portMappings"] = []map[string]interface{}{
+						{"hostPort": portBase + i, "containerPort": 80, "protocol": "tcp"}}
+				}
 				start := time.Now()
 				var err error
 				if op == "add" {
