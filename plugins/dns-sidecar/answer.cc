@@ -85,16 +85,35 @@ Decision reply(ldns_pkt* r, const ldns_pkt* q, Transport t) {
   return {Decision::Kind::kReply, to_wire(r, size_limit(q, t)), {}};
 }
 
-}  // namespace
+// The cache key: transport, who is asking (a container, or the set of networks of an
+// unregistered source) and the query after its ID.
+std::string cache_key(const Index& index, const Scope& scope, Transport t, const uint8_t* wire,
+                      size_t len) {
+  std::string key;
+  key.reserve(len + 16);
+  key.push_back(t == Transport::kUdp ? 'u' : 't');
+  if (scope.container) {
+    auto c = static_cast<uint32_t>(scope.container - index.containers().data());
+    key.push_back('c');
+    key.append(reinterpret_cast<const char*>(&c), sizeof(c));
+  } else {
+    key.push_back('n');
+    for (uint32_t n : scope.networks) key.append(reinterpret_cast<const char*>(&n), sizeof(n));
+    key.push_back('/');
+  }
+  key.append(reinterpret_cast<const char*>(wire) + 2, len - 2);
+  return key;
+}
 
-Decision answer_query(const Index& index, const IpAddr& source, const uint8_t* wire, size_t len,
-                      Transport transport, const std::vector<Upstream>& host,
-                      std::minstd_rand& rng) {
-  auto scope = index.scope_for(source);
-  if (!scope) return {};
+// Everything but the cache. `cacheable` says whether the reply depends on the query and the
+// scope alone.
+Decision answer_uncached(const Index& index, const Scope& scope, const uint8_t* wire, size_t len,
+                         Transport transport, const std::vector<Upstream>& host,
+                         std::minstd_rand& rng, bool* cacheable) {
   PktPtr q = parse(wire, len);
   if (!q || ldns_pkt_qr(q.get())) return {};
-  bool forward = index.may_forward(*scope);
+  *cacheable = true;
+  bool forward = index.may_forward(scope);
   if (ldns_pkt_get_opcode(q.get()) != LDNS_PACKET_QUERY) {
     return reply(make_reply(q.get(), LDNS_RCODE_NOTIMPL, false, forward).get(), q.get(), transport);
   }
@@ -109,16 +128,16 @@ Decision answer_query(const Index& index, const IpAddr& source, const uint8_t* w
 
   if (qclass == LDNS_RR_CLASS_IN || qclass == LDNS_RR_CLASS_ANY) {
     if (is_reverse(name)) {
-      if (auto target = index.resolve_ptr(*scope, name)) {
+      if (auto target = index.resolve_ptr(scope, name)) {
         PktPtr r = make_reply(q.get(), LDNS_RCODE_NOERROR, true, forward);
         if (qtype == LDNS_RR_TYPE_PTR || qtype == LDNS_RR_TYPE_ANY) {
-          push_answer(r.get(), owner, LDNS_RR_TYPE_PTR, index.ttl(*scope),
+          push_answer(r.get(), owner, LDNS_RR_TYPE_PTR, index.ttl(scope),
                       ldns_dname_new_frm_str(target->c_str()));
         }
         return reply(r.get(), q.get(), transport);
       }
     } else {
-      Resolution res = index.resolve(*scope, name);
+      Resolution res = index.resolve(scope, name);
       if (res.kind == Resolution::Kind::kNxDomain) {
         return reply(make_reply(q.get(), LDNS_RCODE_NXDOMAIN, true, forward).get(), q.get(),
                      transport);
@@ -126,17 +145,17 @@ Decision answer_query(const Index& index, const IpAddr& source, const uint8_t* w
       if (res.kind == Resolution::Kind::kFound) {
         PktPtr r = make_reply(q.get(), LDNS_RCODE_NOERROR, true, forward);
         bool any = qtype == LDNS_RR_TYPE_ANY;
+        // Other types of a local name (MX, TXT...) are NODATA: its zone is ours, not upstream's.
+        std::erase_if(res.addresses, [&](const IpAddr& ip) {
+          return !any && qtype != (ip.is_v4() ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA);
+        });
         std::shuffle(res.addresses.begin(), res.addresses.end(), rng);
-        uint32_t ttl = index.ttl(*scope);
+        *cacheable = res.addresses.size() <= 1;
+        uint32_t ttl = index.ttl(scope);
         for (const auto& ip : res.addresses) {
-          // Other types of a local name (MX, TXT...) are NODATA: its zone is ours, not upstream's.
-          if (ip.is_v4() && (any || qtype == LDNS_RR_TYPE_A)) {
-            push_answer(r.get(), owner, LDNS_RR_TYPE_A, ttl,
-                        ldns_rdf_new_frm_data(LDNS_RDF_TYPE_A, 4, ip.bytes()));
-          } else if (!ip.is_v4() && (any || qtype == LDNS_RR_TYPE_AAAA)) {
-            push_answer(r.get(), owner, LDNS_RR_TYPE_AAAA, ttl,
-                        ldns_rdf_new_frm_data(LDNS_RDF_TYPE_AAAA, 16, ip.bytes()));
-          }
+          push_answer(r.get(), owner, ip.is_v4() ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA, ttl,
+                      ldns_rdf_new_frm_data(ip.is_v4() ? LDNS_RDF_TYPE_A : LDNS_RDF_TYPE_AAAA,
+                                            static_cast<size_t>(ip.byte_len()), ip.bytes()));
         }
         return reply(r.get(), q.get(), transport);
       }
@@ -147,13 +166,49 @@ Decision answer_query(const Index& index, const IpAddr& source, const uint8_t* w
   }
   Decision d;
   d.upstreams =
-      select_upstreams(scope->container ? scope->container->upstreams : std::vector<Upstream>{},
-                       index.network_upstreams(*scope), host, index.listen_addresses());
+      select_upstreams(scope.container ? scope.container->upstreams : std::vector<Upstream>{},
+                       index.network_upstreams(scope), host, index.listen_addresses());
   if (d.upstreams.empty()) {
+    *cacheable = false;  // the host's servers may appear without the index changing
     return reply(make_reply(q.get(), LDNS_RCODE_SERVFAIL, false, forward).get(), q.get(),
                  transport);
   }
   d.kind = Decision::Kind::kForward;
+  return d;
+}
+
+}  // namespace
+
+bool ReplyCache::find(const std::string& key, const uint8_t* wire,
+                      std::vector<uint8_t>* out) const {
+  auto it = map_.find(key);
+  if (it == map_.end()) return false;
+  *out = it->second;
+  LDNS_ID_SET(out->data(), LDNS_ID_WIRE(wire));
+  return true;
+}
+
+void ReplyCache::store(std::string key, const std::vector<uint8_t>& reply) {
+  if (map_.size() >= kMaxEntries) map_.clear();
+  map_.emplace(std::move(key), reply);
+}
+
+Decision answer_query(const Index& index, const IpAddr& source, const uint8_t* wire, size_t len,
+                      Transport transport, const std::vector<Upstream>& host, std::minstd_rand& rng,
+                      ReplyCache* cache) {
+  auto scope = index.scope_for(source);
+  if (!scope || len < LDNS_HEADER_SIZE) return {};
+  std::string key;
+  if (cache) {
+    key = cache_key(index, *scope, transport, wire, len);
+    Decision hit{Decision::Kind::kReply, {}, {}};
+    if (cache->find(key, wire, &hit.reply)) return hit;
+  }
+  bool cacheable = false;
+  Decision d = answer_uncached(index, *scope, wire, len, transport, host, rng, &cacheable);
+  if (cache && cacheable && d.kind == Decision::Kind::kReply && !d.reply.empty()) {
+    cache->store(std::move(key), d.reply);
+  }
   return d;
 }
 

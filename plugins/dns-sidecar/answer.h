@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <random>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/ip.h"
@@ -25,7 +27,24 @@ struct Decision {
   std::vector<Upstream> upstreams;  // kForward: the servers to try, in order
 };
 
-// `source` is the client's address; `host` the servers of the host's resolv.conf.
+// Replies that depend only on the query's bytes and the client's scope (everything except
+// shuffled multi-address answers and forwards), keyed by transport, scope and the query without
+// its ID. The owner clears it whenever the index changes. Bounded: it starts over when full.
+class ReplyCache {
+ public:
+  static constexpr size_t kMaxEntries = 16384;
+  // True and `out` set (with the query's ID) on a hit.
+  bool find(const std::string& key, const uint8_t* wire, std::vector<uint8_t>* out) const;
+  void store(std::string key, const std::vector<uint8_t>& reply);
+  void clear() { map_.clear(); }
+  size_t size() const { return map_.size(); }
+
+ private:
+  std::unordered_map<std::string, std::vector<uint8_t>> map_;
+};
+
+// `source` is the client's address; `host` the servers of the host's resolv.conf; `cache`
+// (optional) remembers and replays deterministic replies.
 // - Sources outside every registered network, unparsable messages and responses: kDrop (we
 //   are not an open resolver, and never answer a response).
 // - Names in scope: A/AAAA/ANY from every matching container, shuffled per query; NODATA for a
@@ -35,8 +54,8 @@ struct Decision {
 // Over UDP the reply fits 512 bytes or the client's EDNS0 size, dropping answers and setting TC
 // when it does not; over TCP it is complete.
 Decision answer_query(const Index& index, const IpAddr& source, const uint8_t* wire, size_t len,
-                      Transport transport, const std::vector<Upstream>& host,
-                      std::minstd_rand& rng);
+                      Transport transport, const std::vector<Upstream>& host, std::minstd_rand& rng,
+                      ReplyCache* cache = nullptr);
 
 // A reply to `query` with `rcode` and no answers (SERVFAIL when forwarding failed); empty when
 // the query does not parse.

@@ -110,8 +110,8 @@ class TcpConn : public Watch {
       if (in_.size() - off - 2 < len) break;
       const uint8_t* msg = in_.data() + off + 2;
       off += 2 + len;
-      Decision d =
-          answer_query(s_.index_, peer_, msg, len, Transport::kTcp, s_.resolv_->servers(), s_.rng_);
+      Decision d = answer_query(s_.index_, peer_, msg, len, Transport::kTcp, s_.resolv_->servers(),
+                                s_.rng_, &s_.cache_);
       if (d.kind == Decision::Kind::kDrop) {
         close();  // a malformed message: the stream cannot be trusted any further
         return;
@@ -393,7 +393,9 @@ void Server::start() {
   add_watch(signal_fd_.get(), EPOLLIN, signal_watch_.get());
 
   resolv_ = std::make_unique<ResolvConf>(opts_.resolv_conf);
-  resolv_watch_ = std::make_unique<FnWatch>([this](uint32_t) { resolv_->on_readable(); });
+  resolv_watch_ = std::make_unique<FnWatch>([this](uint32_t) {
+    if (resolv_->on_readable()) cache_.clear();
+  });
   add_watch(resolv_->fd(), EPOLLIN, resolv_watch_.get());
 
   reload_all();
@@ -451,6 +453,7 @@ std::optional<std::string> Server::open_listener(const ListenKey& key) {
 
 std::vector<std::string> Server::rebuild() {
   index_ = Index::build(registry_, opts_.port);
+  cache_.clear();
   std::vector<std::string> errors;
   for (auto it = listeners_.begin(); it != listeners_.end();) {
     if (index_.listeners().count(it->first)) {
@@ -501,7 +504,7 @@ void Server::on_udp(Listener& l) {
       const uint8_t* wire = udp_bufs_.data() + static_cast<size_t>(i) * kMaxDatagram;
       size_t len = in[i].msg_len;
       Decision d = answer_query(index_, addr_of(from[i]), wire, len, Transport::kUdp,
-                                resolv_->servers(), rng_);
+                                resolv_->servers(), rng_, &cache_);
       if (d.kind == Decision::Kind::kDrop) continue;
       replies[nout].clear();
       handle_decision(std::move(d), wire, len, Transport::kUdp, l.key, from[i],
@@ -633,7 +636,7 @@ void Server::on_signal() {
     if (si.ssi_signo == SIGHUP) {
       spdlog::info("SIGHUP: reloading registrations and {}", opts_.resolv_conf);
       resolv_->reload();
-      reload_all();
+      reload_all();  // clears the cache too
     } else {
       spdlog::info("signal {}: exiting", si.ssi_signo);
       stop_ = true;

@@ -113,6 +113,7 @@ class Server {
   std::unique_ptr<Watch> resolv_watch_;
   Registry registry_;
   Index index_;
+  ReplyCache cache_;  // cleared with every index and host-upstream change
   std::map<ListenKey, std::unique_ptr<Listener>> listeners_;
   std::map<uint64_t, std::unique_ptr<TcpConn>> conns_;
   std::map<uint64_t, std::unique_ptr<Forward>> forwards_;

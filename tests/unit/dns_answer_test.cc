@@ -251,3 +251,39 @@ TEST_CASE("dns answer: malformed input and responses are dropped, odd queries an
   CHECK(ldns_pkt_id(fp.get()) == ldns_pkt_id(q.get()));
   CHECK(ldns_pkt_qdcount(fp.get()) == 1);
 }
+
+TEST_CASE("dns answer: the reply cache replays exact replies with the new ID") {
+  World w;
+  cni::dns::ReplyCache cache;
+  auto query = [](const char* name, uint16_t id) {
+    PktPtr q(ldns_pkt_query_new(ldns_dname_new_frm_str(name), LDNS_RR_TYPE_A, LDNS_RR_CLASS_IN,
+                                LDNS_RD));
+    ldns_pkt_set_id(q.get(), id);
+    uint8_t* wire = nullptr;
+    size_t len = 0;
+    REQUIRE(ldns_pkt2wire(&wire, q.get(), &len) == LDNS_STATUS_OK);
+    std::vector<uint8_t> out(wire, wire + len);
+    std::free(wire);
+    return out;
+  };
+  auto ask = [&](const char* from, const std::vector<uint8_t>& q) {
+    return answer_query(w.index, ip(from), q.data(), q.size(), Transport::kUdp, w.host, w.rng,
+                        &cache);
+  };
+  auto first = ask("10.1.0.3", query("web1", 1));
+  CHECK(cache.size() == 1);
+  auto second = ask("10.1.0.3", query("web1", 2));
+  CHECK(cache.size() == 1);
+  CHECK(ldns_pkt_id(parse(second).get()) == 2);
+  CHECK(std::equal(first.reply.begin() + 2, first.reply.end(), second.reply.begin() + 2));
+  // Another scope is another entry, with its own answer.
+  ask("10.1.0.2", query("me", 3));
+  CHECK(ask("10.1.0.3", query("me", 4)).kind == Decision::Kind::kForward);
+  // Shuffled answers and forwards are never cached.
+  size_t before = cache.size();
+  std::set<std::vector<std::string>> orders;
+  for (uint16_t i = 0; i < 40; ++i) orders.insert(answers(ask("10.1.0.4", query("svc", 4711))));
+  CHECK(orders.size() == 2);
+  CHECK(ask("10.1.0.3", query("example.com", 5)).kind == Decision::Kind::kForward);
+  CHECK(cache.size() == before);
+}
