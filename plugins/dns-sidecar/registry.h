@@ -1,7 +1,8 @@
 #pragma once
 // The registrations: one Record per attachment (network, container ID, ifname), kept in memory
 // by the daemon and persisted by the plugin as one JSON file per attachment under
-// <stateDir>/records, written atomically, so that a restarted daemon serves every name.
+// <stateDir>/records, replaced atomically (not durably: see RecordStore::save), so that a
+// restarted daemon serves every name.
 #include <compare>
 #include <cstdint>
 #include <map>
