@@ -11,14 +11,12 @@ works too; they name everything with RUN and remove it.
 import json
 import random
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import BIN, REF_BIN, RUN, ok, run_plugin, sh
 
-REF_BRIDGE = REF_BIN / "bridge"
 # This run's test addresses: 10.<NET>.<n>.0/24 per network; 10.<NET>.250.0/30 is H <-> O.
 NET = random.randint(64, 191)
 HOST_O = f"10.{NET}.250.1"  # H's address towards O
