@@ -37,6 +37,24 @@ class Failures {
   std::string details_;
 };
 
+// The leases, after removing what only a killed writer leaves: temp files (ours) and empty
+// lease files (the reference's create-then-write killed in between, or a power cut). Every
+// writer, ours and the reference's, writes only while holding the lock we hold now, so neither
+// can be a write in progress.
+std::vector<Lease> live_leases(LeaseStore& store) {
+  store.remove_stale_temps();
+  std::vector<Lease> out;
+  for (auto& l : store.leases()) {
+    if (l.owner.empty()) {
+      spdlog::warn("removing empty lease file {}/{}", store.dir(), l.file);
+      store.release(l);
+      continue;
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
 std::string range_prefix(size_t set) {
   return "failed to allocate for range " + std::to_string(set) + ": ";
 }
@@ -109,9 +127,8 @@ std::vector<Planned> plan(const LeaseStore& store, const Config& config, const A
 }  // namespace
 
 std::vector<IpConfig> allocate(LeaseStore& store, const Config& config, const Attachment& who) {
-  store.remove_stale_temps();
   crash_point("after-lock");
-  std::vector<Lease> leases = store.leases();
+  std::vector<Lease> leases = live_leases(store);
   std::set<IpAddr> taken;
   for (const auto& l : leases) taken.insert(l.ip);
   std::vector<Planned> planned = plan(store, config, who, leases, taken);
@@ -158,8 +175,7 @@ std::vector<IpConfig> allocate(LeaseStore& store, const Config& config, const At
 }
 
 size_t release(LeaseStore& store, const Attachment& who) {
-  store.remove_stale_temps();
-  std::vector<Lease> leases = store.leases();
+  std::vector<Lease> leases = live_leases(store);
   std::vector<const Lease*> mine;
   for (const auto& l : leases) {
     if (l.held_by(who)) mine.push_back(&l);
@@ -188,10 +204,9 @@ bool holds(const LeaseStore& store, const Attachment& who) {
 }
 
 size_t collect_garbage(LeaseStore& store, const std::vector<Attachment>& valid) {
-  store.remove_stale_temps();
   size_t released = 0;
   Failures failures;
-  for (const auto& l : store.leases()) {
+  for (const auto& l : live_leases(store)) {
     bool keep = false;
     for (const auto& a : valid) keep = keep || l.held_by(a) || l.legacy_held_by(a.container_id);
     if (keep) continue;

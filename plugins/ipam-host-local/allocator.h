@@ -26,8 +26,11 @@ size_t release(LeaseStore& store, const Attachment& who);
 bool holds(const LeaseStore& store, const Attachment& who);
 
 // GC: releases every lease whose holder is not in `valid` (legacy leases match on the container
-// ID alone; unreadable or empty leases have no valid holder). lock and last_reserved_ip.* are
-// not leases and stay. Returns how many were released.
+// ID alone). lock and last_reserved_ip.* are not leases and stay. Returns how many were
+// released.
+//
+// ADD, DEL and GC first remove what only a killed writer leaves behind: hidden temp files and
+// empty lease files.
 size_t collect_garbage(LeaseStore& store, const std::vector<Attachment>& valid);
 
 // STATUS: throws Error code 50 naming the first range set with no free address.

@@ -70,19 +70,23 @@ std::vector<Lease> LeaseStore::leases() const {
 
 // Crash safety. A lease is what keeps two containers from sharing an address, and the only
 // record of who holds it; an empty or half-written lease file would block its address forever
-// (no DEL or GC can tell whose it is). The reference creates the file with O_EXCL and then
-// writes, so a kill -9 or a full disk in between leaves exactly that. We write the complete
-// content to a hidden temp file, fsync it, and link(2) it to the address's name
-// (files.h create_exclusive): link is atomic and, unlike rename, fails with EEXIST instead of
-// replacing, so the lease appears whole or not at all and O_EXCL's "first one wins" still holds.
-// The directory is fsynced after the link so that a lease the runtime was told about survives a
-// power cut. A kill before the link leaves only the temp file (not a lease: its name is no
-// address), removed by the next ADD, DEL or GC; a kill after it leaves a complete lease owned by
-// (containerID, ifname), which the runtime's DEL for the failed ADD, or GC, releases.
+// (no DEL can tell whose it is). The reference creates the file with O_EXCL and then writes, so
+// a kill -9 or a full disk in between leaves exactly that. We write the complete content to a
+// hidden temp file, fsync it, and link(2) it to the address's name (files.h create_exclusive):
+// link is atomic and, unlike rename, fails with EEXIST instead of replacing, so the lease
+// appears whole or not at all and O_EXCL's "first one wins" still holds. The fsync before the
+// link keeps that true across a power cut too (delayed allocation could otherwise leave the
+// name with no data). The directory is not fsynced after the link: a lease lost with the power
+// belonged to a container that died with it, and that commit would double the cost of an ADD
+// on a busy disk. A kill before the link leaves only the temp file (not a lease: its name is
+// no address), removed by the next ADD, DEL or GC under the lock; a kill after it leaves a
+// complete lease owned by (containerID, ifname), which the runtime's DEL for the failed ADD, or
+// GC, releases.
 bool LeaseStore::reserve(const IpAddr& ip, const Attachment& owner) {
   crash_point("before-lease-write");
   bool created = create_exclusive(path(lease_file_name(ip)),
-                                  owner.container_id + kLineBreak + owner.ifname, 0600);
+                                  owner.container_id + kLineBreak + owner.ifname, 0600,
+                                  /*sync_dir=*/false);
   crash_point("after-lease-write");
   return created;
 }
@@ -102,10 +106,14 @@ std::optional<IpAddr> LeaseStore::last_reserved(size_t set_index) const {
   return canonical_ip(*ip);
 }
 
-// The hint is replaced with temp + fsync + rename (files.h atomic_write): a reader sees the old
-// address or the new one, never an empty or partial file.
+// The hint is replaced by temp + rename without fsync (files.h atomic_replace): another process
+// sees the old address or the new one, never a partial file, even after kill -9 or on a full
+// disk. Durability would buy nothing: after a power cut a stale or empty hint only restarts
+// round-robin (both readers, ours and the reference's, fall back to the range start), and the
+// two fsyncs it would cost per range set are most of an ADD on a busy disk.
 void LeaseStore::set_last_reserved(size_t set_index, const IpAddr& ip) {
-  atomic_write(path(kLastReservedPrefix + std::to_string(set_index)), lease_file_name(ip), 0600);
+  atomic_replace(path(kLastReservedPrefix + std::to_string(set_index)), lease_file_name(ip),
+                 0600);
 }
 
 void LeaseStore::check_writable() const {

@@ -6,7 +6,8 @@
 //   <dataDir>/<network>/last_reserved_ip.<i> the address last handed out from range set i
 //   <dataDir>/<network>/lock                 flock(2)ed around every read-modify-write
 // Ours also leaves, only when killed mid-write, hidden ".<name>.tmp-<pid>-<n>" files; they are
-// never leases and whoever next holds the lock removes them.
+// never leases and whoever next holds the lock removes them (allocator.cc live_leases), as it
+// removes empty lease files (the reference killed between create and write, or a power cut).
 #include <cstddef>
 #include <optional>
 #include <string>

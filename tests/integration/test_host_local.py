@@ -184,6 +184,20 @@ def test_legacy_id_only_leases(tmpdir_run, ref):
     assert sorted(leases(tmpdir_run)) == ["10.89.0.2"]
 
 
+@pytest.mark.parametrize("verb", ["ADD", "DEL"])
+def test_empty_lease_from_killed_reference_is_reclaimed(tmpdir_run, verb):
+    """The reference creates a lease and then writes it; killed in between it leaves an empty
+    file that no DEL can match. Any locked call of ours removes it."""
+    c = conf(tmpdir_run, {"subnet": "10.104.0.0/29"})
+    ok(run("ADD", c, cid="a", ref=True))
+    (tmpdir_run / NET / "10.104.0.3").write_bytes(b"")
+    ok(run(verb, c, cid="b"))
+    assert "10.104.0.3" not in leases(tmpdir_run) or verb == "ADD"
+    if verb == "ADD":
+        assert leases(tmpdir_run)["10.104.0.3"] == b"b\r\neth0"  # reclaimed and handed out
+    assert leases(tmpdir_run)["10.104.0.2"] == b"a\r\neth0"
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors: code, the reference's message, nothing written.
 

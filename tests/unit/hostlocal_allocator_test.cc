@@ -199,6 +199,17 @@ TEST_CASE("hostlocal GC keeps valid attachments, lock, hints; cleans stale temp 
   CHECK(cni::hostlocal::collect_garbage(store, {}) == 2);
 }
 
+TEST_CASE("hostlocal ADD removes empty lease files and reuses their address") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  cni::ensure_dir(c.store_dir());
+  cni::atomic_write(c.store_dir() + "/10.5.0.2", "", 0600);  // a writer killed before writing
+  cni::atomic_write(c.store_dir() + "/.10.5.0.3.tmp-7-7", "a\r\neth0", 0600);
+  CHECK(add(c, "a") == std::vector<std::string>{"10.5.0.2/29 gw 10.5.0.1"});
+  CHECK(snapshot(c) == std::map<std::string, std::string>{
+                           {"10.5.0.2", "a\r\neth0"}, {"last_reserved_ip.0", "10.5.0.2"}, {"lock", ""}});
+}
+
 TEST_CASE("hostlocal resolvConf parsing") {
   auto dns = cni::hostlocal::parse_resolv_conf(
       "# comment\n; other\nnameserver 1.1.1.1\n  nameserver   8.8.8.8 \ndomain example.com\n"
