@@ -58,6 +58,14 @@ std::string IpAddr::str() const {
   return out;
 }
 
+IpAddr IpAddr::unmapped() const {
+  static constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (is_v4() || std::memcmp(bytes_.data(), kMappedPrefix, sizeof(kMappedPrefix)) != 0) {
+    return *this;
+  }
+  return from_bytes(Family::kV4, bytes_.data() + 12);
+}
+
 IpAddr IpAddr::next() const {
   IpAddr r = *this;
   for (int i = byte_len() - 1; i >= 0; --i) {

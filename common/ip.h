@@ -28,6 +28,10 @@ class IpAddr {
   int af() const;  // AF_INET / AF_INET6
   std::string str() const;
 
+  // The IPv4 address inside an IPv4-mapped IPv6 address (::ffff:a.b.c.d), which Go's
+  // net.ParseIP, and so the reference plugins, treat as IPv4; any other address unchanged.
+  IpAddr unmapped() const;
+
   // Wrapping successor/predecessor within the family.
   IpAddr next() const;
   IpAddr prev() const;

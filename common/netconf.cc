@@ -139,6 +139,26 @@ std::optional<std::string> CniArgs::get(std::string_view key) const {
   return std::nullopt;
 }
 
+std::optional<std::vector<Attachment>> valid_attachments(const json& raw) {
+  for (const char* key : {"cni.dev/valid-attachments", "cni.dev/attachments"}) {
+    const json* list = get_array(raw, key);
+    if (!list) continue;
+    std::vector<Attachment> out;
+    for (size_t i = 0; i < list->size(); ++i) {
+      const json& e = (*list)[i];
+      const std::string where = std::string(key) + "[" + std::to_string(i) + "]";
+      if (!e.is_object()) throw_config(where + ": expected an object, got " + e.dump());
+      auto id = get_string(e, "containerID", where);
+      auto ifname = get_string(e, "ifname", where);
+      if (!id) throw_config(key_path(where, "containerID") + ": missing");
+      if (!ifname) throw_config(key_path(where, "ifname") + ": missing");
+      out.push_back({*id, *ifname});
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
 NetConf NetConf::parse(std::string_view data) {
   NetConf c;
   c.raw = json::parse(data, nullptr, /*allow_exceptions=*/false);

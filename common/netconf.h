@@ -48,6 +48,19 @@ class CniArgs {
   std::vector<std::pair<std::string, std::string>> pairs_;
 };
 
+// A CNI attachment, what ADD and DEL are called for: (CNI_CONTAINERID, CNI_IFNAME).
+struct Attachment {
+  std::string container_id;
+  std::string ifname;
+  bool operator==(const Attachment&) const = default;
+};
+
+// GC's list of attachments still in use: `cni.dev/valid-attachments`, else the spec's original
+// `cni.dev/attachments` (libcni sends both). nullopt when the config has neither: cnitool's gc
+// sends no list, which must not read as "nothing is valid". An entry without containerID or
+// ifname is error 7 naming it.
+std::optional<std::vector<Attachment>> valid_attachments(const json& raw);
+
 struct NetConf {
   std::string cni_version;
   std::string name;

@@ -12,7 +12,6 @@ fi
 
 bash scripts/install-deps.sh || exit 1
 JOBS=$(nproc)
-export TETHER_LOG_LEVEL=${TETHER_LOG_LEVEL:-off}
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=87
 PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider)

@@ -44,21 +44,6 @@ std::vector<int> parse_vlan_trunk(const json& list) {
   return {vlans.begin(), vlans.end()};
 }
 
-std::optional<std::vector<Attachment>> parse_attachments(const json& raw) {
-  for (const char* key : {"cni.dev/valid-attachments", "cni.dev/attachments"}) {
-    const json* list = get_array(raw, key);
-    if (!list) continue;
-    std::vector<Attachment> out;
-    for (const json& a : *list) {
-      if (!a.is_object()) throw_config(std::string(key) + ": expected objects, got " + a.dump());
-      out.push_back({get_string(a, "containerID", key).value_or(""),
-                     get_string(a, "ifname", key).value_or("")});
-    }
-    return out;
-  }
-  return std::nullopt;
-}
-
 // A MAC from one source, validated and normalized; `key` names the source in the error.
 std::string checked_mac(const std::string& text, const std::string& key) {
   auto mac = normalize_mac(text);
@@ -184,7 +169,7 @@ Config Config::parse(const NetConf& conf, const CniArgs& cni_args) {
     throw_config("stateDir: must be an absolute path, got \"" + c.state_dir + "\"");
   }
   while (c.state_dir.size() > 1 && c.state_dir.back() == '/') c.state_dir.pop_back();
-  c.valid_attachments = parse_attachments(raw);
+  c.valid_attachments = cni::valid_attachments(raw);
   return c;
 }
 

@@ -17,13 +17,6 @@ inline constexpr const char* kDefaultStateDir = "/var/lib/cni/tether/bridge";
 
 enum class Firewall { kNftables, kNone };
 
-// One (containerID, ifname) pair of GC's valid-attachments list.
-struct Attachment {
-  std::string container_id;
-  std::string ifname;
-  bool operator==(const Attachment&) const = default;
-};
-
 struct Config {
   std::string network;    // the network name
   std::string ipam_type;  // empty: L2 only, no IPAM

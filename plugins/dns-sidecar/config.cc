@@ -29,22 +29,6 @@ std::vector<std::string> aliases_of(const json& v, const std::string& network,
   return get_string_list(v, network, where + ".aliases").value_or(std::vector<std::string>{});
 }
 
-std::optional<std::vector<std::pair<std::string, std::string>>> parse_attachments(const json& raw) {
-  for (const char* key : {"cni.dev/valid-attachments", "cni.dev/attachments"}) {
-    const json* list = get_array(raw, key);
-    if (!list) continue;
-    std::vector<std::pair<std::string, std::string>> out;
-    for (const auto& a : *list) {
-      auto id = get_string(a, "containerID", key);
-      auto ifname = get_string(a, "ifname", key);
-      if (!id || !ifname) throw_config(std::string(key) + ": entries need containerID and ifname");
-      out.emplace_back(*id, *ifname);
-    }
-    return out;
-  }
-  return std::nullopt;
-}
-
 }  // namespace
 
 Config Config::parse(const NetConf& conf, const CniArgs& cni_args) {
@@ -100,7 +84,7 @@ Config Config::parse(const NetConf& conf, const CniArgs& cni_args) {
     check_name("args.cni.containerAliases", a.substr(0, eq));
     if (eq != std::string::npos) check_name("args.cni.containerAliases", a.substr(eq + 1));
   }
-  c.valid_attachments = parse_attachments(raw);
+  c.valid_attachments = cni::valid_attachments(raw);
   return c;
 }
 

@@ -45,7 +45,7 @@ struct Config {
 
   // GC: cni.dev/valid-attachments (or cni.dev/attachments) as (containerID, ifname);
   // nullopt when the config carries neither, which is not the same as an empty list.
-  std::optional<std::vector<std::pair<std::string, std::string>>> valid_attachments;
+  std::optional<std::vector<Attachment>> valid_attachments;
 
   static Config parse(const NetConf& conf, const CniArgs& cni_args);
 };

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
-#include <set>
 #include <thread>
 
 #include "common/error.h"
@@ -223,13 +222,15 @@ void cmd_gc(const CmdArgs& args) {
     spdlog::warn("GC: the config has no cni.dev/valid-attachments; unregistering nothing");
     return;
   }
-  std::set<std::pair<std::string, std::string>> keep(c.valid_attachments->begin(),
-                                                     c.valid_attachments->end());
+  const std::vector<Attachment>& keep = *c.valid_attachments;
   RecordStore store(c.state_dir);
   std::vector<std::string> errors;
   size_t removed = 0;
   for (const auto& key : store.list(c.network)) {
-    if (keep.count({key.container_id, key.ifname})) continue;
+    if (std::find(keep.begin(), keep.end(), Attachment{key.container_id, key.ifname}) !=
+        keep.end()) {
+      continue;
+    }
     try {
       removed += store.remove(key) ? 1 : 0;
     } catch (const std::exception& e) {

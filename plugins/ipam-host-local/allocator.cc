@@ -99,9 +99,9 @@ std::vector<Planned> plan(const LeaseStore& store, const Config& config, const A
     // The spec forbids a second ADD for an attachment without a DEL in between.
     for (const auto& l : leases) {
       if ((l.held_by(who) || l.legacy_held_by(who.container_id)) && range_for(set, l.ip)) {
-        throw Error(kErrDuplicateAllocation,
-                    range_prefix(i) + l.ip.str() + " has been allocated to " + who.container_id +
-                        ", duplicate allocation is not allowed");
+        throw Error(kErrDuplicateAllocation, range_prefix(i) + l.ip.str() +
+                                                 " has been allocated to " + who.container_id +
+                                                 ", duplicate allocation is not allowed");
       }
     }
     RangeIter it(set, store.last_reserved(i));

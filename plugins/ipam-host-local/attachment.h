@@ -1,12 +1,9 @@
 #pragma once
-#include <string>
+#include "common/netconf.h"
 
 namespace cni::hostlocal {
 
-// A CNI attachment, (containerID, ifname): who a lease belongs to.
-struct Attachment {
-  std::string container_id;
-  std::string ifname;
-};
+// Who a lease belongs to: the (containerID, ifname) of a CNI attachment.
+using Attachment = cni::Attachment;
 
 }  // namespace cni::hostlocal

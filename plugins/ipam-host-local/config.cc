@@ -18,7 +18,7 @@ std::optional<IpAddr> get_ip(const json& obj, const char* key, const std::string
   if (!text || text->empty()) return std::nullopt;
   auto ip = IpAddr::parse(*text);
   if (!ip) throw Error(kErrInvalidConfig, "invalid IP address: " + *text, key_path(where, key));
-  return canonical_ip(*ip);
+  return ip->unmapped();
 }
 
 Range parse_range(const json& obj, const std::string& where) {
@@ -58,7 +58,7 @@ void parse_range_sets(const json& parent, const char* key, const std::string& wh
 std::optional<IpAddr> parse_requested(const std::string& text) {
   auto p = Prefix::parse(text, /*allow_bare_ip=*/true);
   if (!p) return std::nullopt;
-  return canonical_ip(p->addr());
+  return p->addr().unmapped();
 }
 
 std::vector<IpAddr> requested_list(const json& parent, const std::string& where) {
@@ -84,9 +84,9 @@ std::vector<IpAddr> parse_requested_ips(const NetConf& conf, const CniArgs& cni_
   if (auto text = cni_args.get("IP"); text && !text->empty()) {
     auto ip = parse_requested(*text);
     if (!ip) {
-      throw Error(kErrInvalidEnv, "invalid CNI_ARGS",
-                  "ARGS: error parsing value of pair \"IP=" + *text + "\": invalid IP address " +
-                      *text);
+      throw Error(
+          kErrInvalidEnv, "invalid CNI_ARGS",
+          "ARGS: error parsing value of pair \"IP=" + *text + "\": invalid IP address " + *text);
     }
     from_env.push_back(*ip);
   }
@@ -104,28 +104,6 @@ std::vector<IpAddr> parse_requested_ips(const NetConf& conf, const CniArgs& cni_
   std::vector<IpAddr> out;
   for (const auto& ip : chosen) {
     if (std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
-  }
-  return out;
-}
-
-std::optional<std::vector<Attachment>> parse_attachments(const json& raw) {
-  const char* key = "cni.dev/valid-attachments";
-  const json* list = get_array(raw, key);
-  if (!list) {
-    key = "cni.dev/attachments";
-    list = get_array(raw, key);
-  }
-  if (!list) return std::nullopt;
-  std::vector<Attachment> out;
-  for (size_t i = 0; i < list->size(); ++i) {
-    const json& e = (*list)[i];
-    const std::string where = indexed(key, i);
-    if (!e.is_object()) throw_config(where + ": expected an object, got " + e.dump());
-    auto id = get_string(e, "containerID", where);
-    auto ifname = get_string(e, "ifname", where);
-    if (!id) throw_config(key_path(where, "containerID") + ": missing");
-    if (!ifname) throw_config(key_path(where, "ifname") + ": missing");
-    out.push_back({*id, *ifname});
   }
   return out;
 }
@@ -183,7 +161,7 @@ Config Config::parse(const NetConf& conf, const CniArgs& cni_args) {
   }
   if (auto dir = get_string(ipam, "dataDir", "ipam"); dir && !dir->empty()) c.data_dir = *dir;
   c.resolv_conf = get_string(ipam, "resolvConf", "ipam").value_or("");
-  c.valid_attachments = parse_attachments(conf.raw);
+  c.valid_attachments = cni::valid_attachments(conf.raw);
   return c;
 }
 

@@ -36,9 +36,7 @@ bool Lease::held_by(const Attachment& a) const {
   return owner == a.container_id + kLineBreak + a.ifname;
 }
 
-bool Lease::legacy_held_by(const std::string& container_id) const {
-  return owner == container_id;
-}
+bool Lease::legacy_held_by(const std::string& container_id) const { return owner == container_id; }
 
 std::string lease_file_name(const IpAddr& ip) { return ip.str(); }
 
@@ -63,7 +61,7 @@ std::vector<Lease> LeaseStore::leases() const {
     if (!ip) continue;  // lock, last_reserved_ip.*, temp files, anything foreign
     auto content = read_file(path(name));
     if (!content) continue;
-    out.push_back(Lease{canonical_ip(*ip), std::move(name), trim(*content)});
+    out.push_back(Lease{ip->unmapped(), std::move(name), trim(*content)});
   }
   return out;
 }
@@ -103,7 +101,7 @@ std::optional<IpAddr> LeaseStore::last_reserved(size_t set_index) const {
   if (!text) return std::nullopt;
   auto ip = IpAddr::parse(trim(*text));
   if (!ip) return std::nullopt;
-  return canonical_ip(*ip);
+  return ip->unmapped();
 }
 
 // The hint is replaced by temp + rename without fsync (files.h atomic_replace): another process
@@ -112,8 +110,7 @@ std::optional<IpAddr> LeaseStore::last_reserved(size_t set_index) const {
 // round-robin (both readers, ours and the reference's, fall back to the range start), and the
 // two fsyncs it would cost per range set are most of an ADD on a busy disk.
 void LeaseStore::set_last_reserved(size_t set_index, const IpAddr& ip) {
-  atomic_replace(path(kLastReservedPrefix + std::to_string(set_index)), lease_file_name(ip),
-                 0600);
+  atomic_replace(path(kLastReservedPrefix + std::to_string(set_index)), lease_file_name(ip), 0600);
 }
 
 void LeaseStore::check_writable() const {

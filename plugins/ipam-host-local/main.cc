@@ -22,7 +22,8 @@ Attachment attachment(const cni::CmdArgs& args) { return {args.container_id, arg
 cni::Result add(const cni::CmdArgs& args) {
   Config config = Config::parse(args.conf, args.args);
   cni::Result result;
-  if (!config.resolv_conf.empty()) result.dns = cni::hostlocal::read_resolv_conf(config.resolv_conf);
+  if (!config.resolv_conf.empty())
+    result.dns = cni::hostlocal::read_resolv_conf(config.resolv_conf);
   LeaseStore store = LeaseStore::open(config.store_dir());
   result.ips = cni::hostlocal::allocate(store, config, attachment(args));
   result.routes = config.routes;

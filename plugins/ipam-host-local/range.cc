@@ -6,16 +6,6 @@
 
 namespace cni::hostlocal {
 
-IpAddr canonical_ip(const IpAddr& ip) {
-  if (ip.is_v4()) return ip;
-  const uint8_t* b = ip.bytes();
-  for (int i = 0; i < 10; ++i) {
-    if (b[i] != 0) return ip;
-  }
-  if (b[10] != 0xff || b[11] != 0xff) return ip;
-  return IpAddr::from_bytes(IpAddr::Family::kV4, b + 12);
-}
-
 namespace {
 
 [[noreturn]] void invalid(const std::string& msg, const std::string& key) {
@@ -137,8 +127,7 @@ std::string set_str(const RangeSet& set) {
   return out;
 }
 
-RangeIter::RangeIter(const RangeSet& set, const std::optional<IpAddr>& last_reserved)
-    : set_(set) {
+RangeIter::RangeIter(const RangeSet& set, const std::optional<IpAddr>& last_reserved) : set_(set) {
   // A stale hint (the ranges changed since it was written) only costs round-robin once.
   if (last_reserved) {
     for (size_t i = 0; i < set_.size(); ++i) {

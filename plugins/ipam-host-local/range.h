@@ -11,9 +11,6 @@
 
 namespace cni::hostlocal {
 
-// Go's net.IP treats an IPv4-mapped IPv6 address as IPv4; so do we for single addresses.
-IpAddr canonical_ip(const IpAddr& ip);
-
 struct Range {
   Prefix subnet;  // as written, e.g. "10.1.0.0/16"
   std::optional<IpAddr> range_start;

@@ -24,23 +24,12 @@ std::string indexed(const std::string& where, size_t i) {
   throw Error(kErrUnsupportedField, "unsupported configuration value", key + ": " + why);
 }
 
-// Go's net.ParseIP treats "::ffff:a.b.c.d" as IPv4, so does the reference's family check.
-IpAddr unmap_v4(const IpAddr& ip) {
-  if (ip.is_v4()) return ip;
-  const uint8_t* b = ip.bytes();
-  for (int i = 0; i < 10; ++i) {
-    if (b[i] != 0) return ip;
-  }
-  if (b[10] != 0xff || b[11] != 0xff) return ip;
-  return IpAddr::from_bytes(IpAddr::Family::kV4, b + 12);
-}
-
 // "10.0.0.0/8" or a bare address (a single host). The address is masked to its network so that
 // the nftables interval starts where the prefix does.
 Prefix parse_cidr(const std::string& text, const std::string& key) {
   auto p = Prefix::parse(text, /*allow_bare_ip=*/true);
   if (!p) bad_value(key, "\"" + text + "\" is not an address or CIDR");
-  IpAddr addr = unmap_v4(p->addr());
+  IpAddr addr = p->addr().unmapped();
   int len = p->len();
   if (addr.is_v4() && !p->addr().is_v4()) len = std::max(0, len - 96);
   return Prefix(addr, len).network();
@@ -97,7 +86,7 @@ PortMapping parse_mapping(const json& m, const std::string& where) {
   if (auto ip = get_string(m, "hostIP", where); ip && !ip->empty()) {
     auto parsed = IpAddr::parse(*ip);
     if (!parsed) bad_value(key_path(where, "hostIP"), "\"" + *ip + "\" is not an IP address");
-    pm.host_ip = unmap_v4(*parsed);
+    pm.host_ip = parsed->unmapped();
   }
   if (auto range = get_int(m, "range", where, 1, 65535)) {
     pm.range = static_cast<uint16_t>(*range);

@@ -52,19 +52,13 @@ void check(const cni::CmdArgs& args) {
 
 void gc(const cni::CmdArgs& args) {
   pm::Config config = pm::Config::parse(args.conf);
-  // libcni sends both keys; cnitool sends neither, and then nothing can be judged stale.
-  const cni::json* list = cni::get_array(args.conf.raw, "cni.dev/valid-attachments");
-  if (!list) list = cni::get_array(args.conf.raw, "cni.dev/attachments");
-  if (!list) {
+  // cnitool sends no list at all, and then nothing can be judged stale.
+  auto valid = cni::valid_attachments(args.conf.raw);
+  if (!valid) {
     spdlog::info("portmap: GC without a list of valid attachments: nothing removed");
     return;
   }
-  std::vector<std::pair<std::string, std::string>> valid;
-  for (const cni::json& a : *list) {
-    valid.emplace_back(cni::get_string(a, "containerID", "cni.dev/valid-attachments").value_or(""),
-                       cni::get_string(a, "ifname", "cni.dev/valid-attachments").value_or(""));
-  }
-  pm::collect_garbage(config, args.conf.name, valid);
+  pm::collect_garbage(config, args.conf.name, *valid);
 }
 
 void status(const cni::CmdArgs& args) { pm::check_ready(pm::Config::parse(args.conf)); }

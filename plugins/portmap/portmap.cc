@@ -411,14 +411,14 @@ void verify(const Config& config, const Plan& plan) {
 }
 
 void collect_garbage(const Config& config, const std::string& network,
-                     const std::vector<std::pair<std::string, std::string>>& valid) {
+                     const std::vector<cni::Attachment>& valid) {
   const std::string dir = network_dir(config.state_dir, network);
   if (!exists(dir)) return;
   FileLock lock = FileLock::exclusive(lock_path(config));
   std::vector<std::pair<std::string, State>> stale;
   for (auto& [path, s] : load_all_states(config.state_dir)) {
     if (s.attachment.network != network) continue;
-    const std::pair<std::string, std::string> id{s.attachment.container_id, s.attachment.ifname};
+    const cni::Attachment id{s.attachment.container_id, s.attachment.ifname};
     if (std::find(valid.begin(), valid.end(), id) == valid.end()) {
       stale.emplace_back(path, std::move(s));
     }

@@ -35,7 +35,7 @@ void unpublish(const Config& config, const Attachment& attachment);
 void verify(const Config& config, const Plan& plan);
 // GC: unpublishes every attachment of `network` that is not in `valid` (containerID, ifname).
 void collect_garbage(const Config& config, const std::string& network,
-                     const std::vector<std::pair<std::string, std::string>>& valid);
+                     const std::vector<cni::Attachment>& valid);
 // STATUS: throws kErrNotAvailable when nftables or the state directory cannot be used.
 void check_ready(const Config& config);
 

@@ -79,7 +79,7 @@ TEST_CASE("dns config: args.cni and precedence CNI_ARGS < args < runtimeConfig")
 TEST_CASE("dns config: GC attachments, both key spellings") {
   auto c = parse(conf(R"(,"cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}])"));
   REQUIRE(c.valid_attachments);
-  CHECK(c.valid_attachments->at(0) == std::pair<std::string, std::string>{"c1", "eth0"});
+  CHECK(c.valid_attachments->at(0) == cni::Attachment{"c1", "eth0"});
   auto old = parse(conf(R"(,"cni.dev/attachments":[])"));
   REQUIRE(old.valid_attachments);
   CHECK(old.valid_attachments->empty());

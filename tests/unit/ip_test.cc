@@ -27,6 +27,13 @@ TEST_CASE("ip: parse and format") {
   }
 }
 
+TEST_CASE("ip: IPv4-mapped addresses unmap to IPv4, as Go parses them") {
+  CHECK(IpAddr::parse("::ffff:10.0.0.1")->unmapped() == *IpAddr::parse("10.0.0.1"));
+  CHECK(IpAddr::parse("::10.0.0.1")->unmapped().family() == IpAddr::Family::kV6);
+  CHECK(IpAddr::parse("fd00::1")->unmapped() == *IpAddr::parse("fd00::1"));
+  CHECK(IpAddr::parse("10.0.0.1")->unmapped() == *IpAddr::parse("10.0.0.1"));
+}
+
 TEST_CASE("ip: next and prev wrap and carry") {
   CHECK(IpAddr::parse("10.0.0.255")->next().str() == "10.0.1.0");
   CHECK(IpAddr::parse("10.0.1.0")->prev().str() == "10.0.0.255");
