@@ -126,10 +126,26 @@ def leftovers():
     return left
 
 
+def nft_tables():
+    return set(sh("nft", "list", "tables", check=False).splitlines())
+
+
+# Tables the reference plugins create through iptables-nft (bridge's ipMasq, portmap) and never
+# remove. Differential tests run the reference, so a session removes those it saw appear.
+REFERENCE_TABLES = {"table ip nat", "table ip6 nat", "table ip filter", "table ip6 filter"}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind():
+    before = nft_tables()
     yield
-    assert leftovers() == [], "integration tests left state behind"
+    for t in (nft_tables() - before) & REFERENCE_TABLES:
+        fam, name = t.split()[1:3]
+        subprocess.run(["nft", "delete", "table", fam, name], capture_output=True)
+    # A table of tether's default names appearing means a test ran a plugin without a
+    # per-run table name, i.e. touched the host's real tether state.
+    new = sorted(nft_tables() - before)
+    assert leftovers() == [] and new == [], f"integration tests left state behind: {new}"
 
 
 def resolve_plugin(plugin_type, search=None):

@@ -22,6 +22,7 @@ from conftest import BIN, REF_BIN, RUN, run_chain, run_plugin, ok, sh
 
 PLUGIN = "dns-sidecar"
 PORT = 20000 + random.randrange(20000)
+NFT_TABLE = f"{RUN}-dns"
 DOMAIN = "test.internal"
 # Second octets for this run's subnets, so that parallel runs rarely collide.
 _octets = iter(random.sample(range(64, 250), 150))
@@ -97,6 +98,9 @@ class Net:
         dns.update(dns_extra or {})
         return {"cniVersion": "1.0.0", "name": self.name, "plugins": [
             {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False,
+             # tether's bridge keeps firewall state in its own table and state dir: private to
+             # this run (the reference bridge ignores both keys).
+             "nftTable": NFT_TABLE, "stateDir": str(self.env.tmp / "bridge"),
              "ipam": {"type": "host-local", "dataDir": str(self.env.tmp / "ipam"),
                       "ranges": [[{"subnet": f"{self.prefix}.0/24"}]],
                       "routes": self.routes}},
@@ -156,6 +160,7 @@ class Env:
             os.kill(pid, signal.SIGKILL)
         for net in self.nets:
             subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "inet", NFT_TABLE], capture_output=True)
 
 
 @pytest.fixture
