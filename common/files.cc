@@ -149,8 +149,7 @@ void atomic_replace(const std::string& path, std::string_view data, mode_t mode)
   }
 }
 
-bool create_exclusive(const std::string& path, std::string_view data, mode_t mode,
-                      bool sync_dir) {
+bool create_exclusive(const std::string& path, std::string_view data, mode_t mode, bool sync_dir) {
   TempFile tmp(path, data, mode);
   if (::link(tmp.name().c_str(), path.c_str()) != 0) {
     if (errno == EEXIST) return false;

@@ -47,7 +47,8 @@ std::map<std::string, std::string> snapshot(const Config& c) {
   return out;
 }
 
-std::vector<std::string> add(const Config& c, const std::string& id, const std::string& ifname = "eth0") {
+std::vector<std::string> add(const Config& c, const std::string& id,
+                             const std::string& ifname = "eth0") {
   LeaseStore store = LeaseStore::open(c.store_dir());
   std::vector<std::string> out;
   for (const auto& ip : cni::hostlocal::allocate(store, c, {id, ifname})) {
@@ -80,8 +81,9 @@ TEST_CASE("hostlocal allocate: first lease after the gateway, files as the refer
   Config c = config(d, kSmall);
   CHECK(add(c, "ctr-a") == std::vector<std::string>{"10.5.0.2/29 gw 10.5.0.1"});
   auto files = snapshot(c);
-  CHECK(files == std::map<std::string, std::string>{
-                     {"10.5.0.2", "ctr-a\r\neth0"}, {"last_reserved_ip.0", "10.5.0.2"}, {"lock", ""}});
+  CHECK(files == std::map<std::string, std::string>{{"10.5.0.2", "ctr-a\r\neth0"},
+                                                    {"last_reserved_ip.0", "10.5.0.2"},
+                                                    {"lock", ""}});
   CHECK((fs::status(c.store_dir() + "/10.5.0.2").permissions() & fs::perms::all) ==
         (fs::perms::owner_read | fs::perms::owner_write));
 }
@@ -99,8 +101,9 @@ TEST_CASE("hostlocal allocate: round-robin does not reuse a released address at 
   auto before = snapshot(c);
   std::string msg;
   CHECK(add_error(c, "g", &msg) == 50);
-  CHECK(msg == "failed to allocate for range 0: no IP addresses available in range set: "
-               "10.5.0.1-10.5.0.6");
+  CHECK(msg ==
+        "failed to allocate for range 0: no IP addresses available in range set: "
+        "10.5.0.1-10.5.0.6");
   CHECK(snapshot(c) == before);  // nothing written, hint untouched
   LeaseStore store = LeaseStore::open(c.store_dir());
   CHECK_THROWS_AS(cni::hostlocal::check_available(store, c), cni::Error);
@@ -111,7 +114,8 @@ TEST_CASE("hostlocal allocate: dual stack gives one address per set; failure rel
   json ipam = {{"ranges", json::array({json::array({{{"subnet", "10.6.0.0/30"}}}),
                                        json::array({{{"subnet", "fd00:6::/120"}}})})}};
   Config c = config(d, ipam);
-  CHECK(add(c, "a") == std::vector<std::string>{"10.6.0.2/30 gw 10.6.0.1", "fd00:6::2/120 gw fd00:6::1"});
+  CHECK(add(c, "a") ==
+        std::vector<std::string>{"10.6.0.2/30 gw 10.6.0.1", "fd00:6::2/120 gw fd00:6::1"});
   auto before = snapshot(c);
   // The v4 set (one address) is full: the v6 set must not keep a lease or a new hint.
   CHECK(add_error(c, "b") == 50);
@@ -129,15 +133,17 @@ TEST_CASE("hostlocal allocate: requested addresses") {
   auto before = snapshot(c);
   std::string msg;
   CHECK(add_error(c, "b", &msg) == 50);
-  CHECK(msg == "failed to allocate for range 0: requested IP address 10.7.0.50 is not available "
-               "in range set 10.7.0.1-10.7.0.254");
+  CHECK(msg ==
+        "failed to allocate for range 0: requested IP address 10.7.0.50 is not available "
+        "in range set 10.7.0.1-10.7.0.254");
   Config gw = config(d, ipam, {{"runtimeConfig", {{"ips", json::array({"10.7.0.1"})}}}});
   CHECK(add_error(gw, "b", &msg) == 7);
   CHECK(msg == "failed to allocate for range 0: requested ip 10.7.0.1 is subnet's gateway");
   Config outside = config(d, ipam, {{"runtimeConfig", {{"ips", json::array({"10.8.0.1"})}}}});
   CHECK(add_error(outside, "b", &msg) == 7);
   CHECK(msg == "failed to allocate all requested IPs: 10.8.0.1");
-  Config two = config(d, ipam, {{"runtimeConfig", {{"ips", json::array({"10.7.0.8", "10.7.0.9"})}}}});
+  Config two =
+      config(d, ipam, {{"runtimeConfig", {{"ips", json::array({"10.7.0.8", "10.7.0.9"})}}}});
   CHECK(add_error(two, "b", &msg) == 7);
   CHECK(msg == "failed to allocate all requested IPs: 10.7.0.9");
   CHECK(snapshot(c) == before);
@@ -150,8 +156,9 @@ TEST_CASE("hostlocal allocate: an attachment holding an address in a set is refu
   auto before = snapshot(c);
   std::string msg;
   CHECK(add_error(c, "a", &msg) == cni::hostlocal::kErrDuplicateAllocation);
-  CHECK(msg == "failed to allocate for range 0: 10.5.0.2 has been allocated to a, duplicate "
-               "allocation is not allowed");
+  CHECK(msg ==
+        "failed to allocate for range 0: 10.5.0.2 has been allocated to a, duplicate "
+        "allocation is not allowed");
   CHECK(snapshot(c) == before);
   CHECK(add(c, "a", "eth1").size() == 1);  // another interface of the container is fine
 }
@@ -206,8 +213,9 @@ TEST_CASE("hostlocal ADD removes empty lease files and reuses their address") {
   cni::atomic_write(c.store_dir() + "/10.5.0.2", "", 0600);  // a writer killed before writing
   cni::atomic_write(c.store_dir() + "/.10.5.0.3.tmp-7-7", "a\r\neth0", 0600);
   CHECK(add(c, "a") == std::vector<std::string>{"10.5.0.2/29 gw 10.5.0.1"});
-  CHECK(snapshot(c) == std::map<std::string, std::string>{
-                           {"10.5.0.2", "a\r\neth0"}, {"last_reserved_ip.0", "10.5.0.2"}, {"lock", ""}});
+  CHECK(snapshot(c) == std::map<std::string, std::string>{{"10.5.0.2", "a\r\neth0"},
+                                                          {"last_reserved_ip.0", "10.5.0.2"},
+                                                          {"lock", ""}});
 }
 
 TEST_CASE("hostlocal resolvConf parsing") {

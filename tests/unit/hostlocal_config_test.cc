@@ -57,9 +57,9 @@ TEST_CASE("hostlocal config set order: ipRanges, legacy subnet, ranges") {
   ipam["ranges"] = json::array({json::array({{{"subnet", "fd00::/64"}}})});
   ipam["dataDir"] = "/tmp/x";
   ipam["routes"] = json::array({{{"dst", "0.0.0.0/0"}}, {{"dst", "::/0"}, {"gw", "fd00::9"}}});
-  json conf = {{"ipam", ipam},
-               {"runtimeConfig",
-                {{"ipRanges", json::array({json::array({{{"subnet", "10.2.0.0/24"}}})})}}}};
+  json conf = {
+      {"ipam", ipam},
+      {"runtimeConfig", {{"ipRanges", json::array({json::array({{{"subnet", "10.2.0.0/24"}}})})}}}};
   Config c = parse(conf);
   REQUIRE(c.range_sets.size() == 3);
   CHECK(c.range_sets[0][0].subnet.str() == "10.2.0.0/24");
@@ -72,8 +72,8 @@ TEST_CASE("hostlocal config set order: ipRanges, legacy subnet, ranges") {
 }
 
 TEST_CASE("hostlocal config keys match case-insensitively, as Go's encoding/json") {
-  Config c = parse({{"IPAM", {{"Subnet", "10.1.0.0/24"}, {"RANGESTART", "10.1.0.10"},
-                              {"dataDIR", "/tmp/y"}}}});
+  Config c = parse(
+      {{"IPAM", {{"Subnet", "10.1.0.0/24"}, {"RANGESTART", "10.1.0.10"}, {"dataDIR", "/tmp/y"}}}});
   CHECK(c.range_sets[0][0].str() == "10.1.0.10-10.1.0.254");
   CHECK(c.data_dir == "/tmp/y");
 }
@@ -86,26 +86,31 @@ TEST_CASE("hostlocal config errors are code 7 and name the key") {
         "7 | invalid range set 0: Network 10.1.0.0/32 too small to allocate from | ipam.subnet");
   CHECK(error_of({{"ipam", {{"subnet", "nonsense"}}}}) ==
         "7 | invalid CIDR address: nonsense | ipam.subnet");
-  CHECK(error_of({{"ipam", {{"subnet", 5}}}}).starts_with("7 | invalid network configuration | "
-                                                          "ipam.subnet: expected a string"));
-  CHECK(error_of({{"ipam", {{"ranges", json::array({json::array({{{"subnet", "10.0.0.0/24"},
-                                                                  {"gateway", "x"}}})})}}}}) ==
+  CHECK(error_of({{"ipam", {{"subnet", 5}}}})
+            .starts_with("7 | invalid network configuration | "
+                         "ipam.subnet: expected a string"));
+  CHECK(error_of({{"ipam",
+                   {{"ranges", json::array({json::array(
+                                   {{{"subnet", "10.0.0.0/24"}, {"gateway", "x"}}})})}}}}) ==
         "7 | invalid IP address: x | ipam.ranges[0][0].gateway");
   CHECK(error_of({{"ipam", {{"ranges", json::array({json::array({json::object()})})}}}}) ==
         "7 | missing subnet | ipam.ranges[0][0].subnet");
   CHECK(error_of({{"ipam", {{"ranges", json::array({json::array()})}}}}) ==
         "7 | invalid range set 0: empty range set | ipam.ranges[0]");
-  CHECK(error_of({{"ipam", {{"ranges", json::array({json::array({{{"subnet", "10.0.0.0/24"}}}),
-                                                    json::array({{{"subnet", "10.0.0.0/16"}}})})}}}}) ==
+  CHECK(error_of({{"ipam",
+                   {{"ranges", json::array({json::array({{{"subnet", "10.0.0.0/24"}}}),
+                                            json::array({{{"subnet", "10.0.0.0/16"}}})})}}}}) ==
         "7 | range set 0 overlaps with 1 | ipam.ranges[1]");
   json ipam = kIpam;
   ipam["routes"] = json::array({{{"dst", "10.0.0.0"}}});
-  CHECK(error_of({{"ipam", ipam}}).starts_with("7 | invalid network configuration | "
-                                               "ipam.routes[0]: routes[].dst is not a CIDR"));
+  CHECK(error_of({{"ipam", ipam}})
+            .starts_with("7 | invalid network configuration | "
+                         "ipam.routes[0]: routes[].dst is not a CIDR"));
   CHECK(error_of({{"ipam", kIpam}, {"runtimeConfig", {{"ips", json::array({"x"})}}}}) ==
         "7 | invalid IP address x | runtimeConfig.ips[0]");
-  CHECK(error_of({{"ipam", kIpam}, {"args", {{"cni", {{"ips", json::array({"1.2.3.4", "y"})}}}}}}) ==
-        "7 | invalid IP address y | args.cni.ips[1]");
+  CHECK(
+      error_of({{"ipam", kIpam}, {"args", {{"cni", {{"ips", json::array({"1.2.3.4", "y"})}}}}}}) ==
+      "7 | invalid IP address y | args.cni.ips[1]");
   CHECK(error_of({{"ipam", kIpam}, {"cni.dev/valid-attachments", json::array({{{"ifname", "e"}}})}})
             .starts_with("7 | invalid network configuration | "
                          "cni.dev/valid-attachments[0].containerID"));
