@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,6 +170,18 @@ def dnsperf(server, names, netns, seconds):
             "lost": int(lost.group(1)) if lost else -1}
 
 
+def startup_ms(binary, runs=200):
+    """Median wall time of `binary` answering VERSION: the start-up every CNI call pays."""
+    env = {"CNI_COMMAND": "VERSION", "PATH": "/usr/bin:/bin"}
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([str(binary)], env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append((time.perf_counter() - t) * 1000)
+    return median(times)
+
+
 def remove_new_tables(tables_before):
     """The reference plugins program iptables (through iptables-nft) and leave their CNI-*
     chains behind: remove every table this run created, and only those."""
@@ -239,6 +252,11 @@ def report(results, counts, out_dir):
         if rt and rr:
             lines.append(f"| peak RSS of `{plugin_t}` vs `{plugin_r}` (KiB) | {rr} | {rt} | "
                          f"{rr / rt:.1f}× smaller |")
+    for plugin_t, plugin_r in (("bridge", "bridge"), ("portmap", "portmap"),
+                               ("dns-sidecar", "dnsname")):
+        st, sr = t["startup_ms"][plugin_t], r["startup_ms"][plugin_r]
+        lines.append(f"| start-up of `{plugin_t}` vs `{plugin_r}` (VERSION, ms) | {sr:.2f} | "
+                     f"{st:.2f} | {sr / st:.1f}× faster |")
     dt, dr = t["dns"], r["dns"]
     lines.append(f"| DNS queries/s on local names (dnsperf, {counts['dns_seconds']} s) | "
                  f"{dr['qps']:.0f} (dnsmasq) | {dt['qps']:.0f} | "
@@ -311,6 +329,10 @@ def main():
             print(f"{s.name:9} {counts['par']} x8 parallel: ADD {median(add):7.2f} ms  DEL "
                   f"{median(dele):7.2f} ms  failures {len(f1) + len(f2)} {(f1 + f2)[:1]}",
                   flush=True)
+        for s in sides:
+            results[s.name]["startup_ms"] = {
+                p["type"]: startup_ms(s.bindir / p["type"]) for p in s.conflist["plugins"]}
+            print(f"{s.name:9} start-up (ms): {results[s.name]['startup_ms']}", flush=True)
         for s in sides:
             ns = f"{RUN}{s.name[0]}rss"
             make_netns([ns])
