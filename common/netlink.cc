@@ -321,9 +321,7 @@ int parse_port_reply(nl_msg* msg, void* arg) {
   return NL_OK;
 }
 
-struct CbDeleter {
-  void operator()(nl_cb* p) const { nl_cb_put(p); }
-};
+using CbPtr = CPtr<nl_cb, nl_cb_put>;
 
 }  // namespace
 
@@ -496,8 +494,8 @@ BridgePortFlags get_bridge_port(Socket& sock, int ifindex) {
   append(msg.get(), &ifi, sizeof ifi);
   const std::string what = "cannot read bridge port flags of ifindex " + std::to_string(ifindex);
   check(nl_send_auto(sock.get(), msg.get()), what);
-  std::unique_ptr<nl_cb, CbDeleter> sock_cb(nl_socket_get_cb(sock.get()));  // took a reference
-  std::unique_ptr<nl_cb, CbDeleter> cb(nl_cb_clone(sock_cb.get()));
+  CbPtr sock_cb(nl_socket_get_cb(sock.get()));  // took a reference
+  CbPtr cb(nl_cb_clone(sock_cb.get()));
   if (!cb) {
     throw Error(kErrInternal, what, "out of memory");
   }

@@ -19,41 +19,22 @@
 #include <string_view>
 #include <vector>
 
+#include "common/c_ptr.h"
+
 namespace cni {
 class NetnsFd;
 }
 
 namespace cni::nl {
 
-// Stateless deleters for libnl objects. Objects are reference counted: "put", not "free".
-struct SockDeleter {
-  void operator()(nl_sock* p) const { nl_socket_free(p); }
-};
-struct LinkDeleter {
-  void operator()(rtnl_link* p) const { rtnl_link_put(p); }
-};
-struct AddrDeleter {
-  void operator()(rtnl_addr* p) const { rtnl_addr_put(p); }
-};
-struct RouteDeleter {
-  void operator()(rtnl_route* p) const { rtnl_route_put(p); }
-};
-struct NlAddrDeleter {
-  void operator()(nl_addr* p) const { nl_addr_put(p); }
-};
-struct CacheDeleter {
-  void operator()(nl_cache* p) const { nl_cache_free(p); }
-};
-struct MsgDeleter {
-  void operator()(nl_msg* p) const { nlmsg_free(p); }
-};
-using SockPtr = std::unique_ptr<nl_sock, SockDeleter>;
-using LinkPtr = std::unique_ptr<rtnl_link, LinkDeleter>;
-using AddrPtr = std::unique_ptr<rtnl_addr, AddrDeleter>;
-using RoutePtr = std::unique_ptr<rtnl_route, RouteDeleter>;
-using NlAddrPtr = std::unique_ptr<nl_addr, NlAddrDeleter>;
-using CachePtr = std::unique_ptr<nl_cache, CacheDeleter>;
-using MsgPtr = std::unique_ptr<nl_msg, MsgDeleter>;
+// Owners of libnl objects. Objects are reference counted: "put", not "free".
+using SockPtr = CPtr<nl_sock, nl_socket_free>;
+using LinkPtr = CPtr<rtnl_link, rtnl_link_put>;
+using AddrPtr = CPtr<rtnl_addr, rtnl_addr_put>;
+using RoutePtr = CPtr<rtnl_route, rtnl_route_put>;
+using NlAddrPtr = CPtr<nl_addr, nl_addr_put>;
+using CachePtr = CPtr<nl_cache, nl_cache_free>;
+using MsgPtr = CPtr<nl_msg, nlmsg_free>;
 
 // A NETLINK_ROUTE socket connected in the calling thread's current netns.
 class Socket {

@@ -23,6 +23,7 @@
 #include <exception>
 #include <thread>
 
+#include "common/c_ptr.h"
 #include "common/error.h"
 
 namespace cni::nft {
@@ -36,41 +37,15 @@ constexpr size_t kElementsPerMsg = 64;
 constexpr size_t kRecvSize = 64 * 1024;  // larger than any dump skb the kernel builds
 constexpr size_t kMaxComment = 127;      // one udata TLV, NUL included, as the CLI limits it
 
-struct TableDeleter {
-  void operator()(nftnl_table* p) const { nftnl_table_free(p); }
-};
-struct ChainDeleter {
-  void operator()(nftnl_chain* p) const { nftnl_chain_free(p); }
-};
-struct SetDeleter {
-  void operator()(nftnl_set* p) const { nftnl_set_free(p); }
-};
-struct ElemDeleter {
-  void operator()(nftnl_set_elem* p) const { nftnl_set_elem_free(p); }
-};
-struct ExprDeleter {
-  void operator()(nftnl_expr* p) const { nftnl_expr_free(p); }
-};
-struct RuleDeleter {
-  void operator()(nftnl_rule* p) const { nftnl_rule_free(p); }
-};
-struct GenDeleter {
-  void operator()(nftnl_gen* p) const { nftnl_gen_free(p); }
-};
-struct UdataDeleter {
-  void operator()(nftnl_udata_buf* p) const { nftnl_udata_buf_free(p); }
-};
-struct ElemIterDeleter {
-  void operator()(nftnl_set_elems_iter* p) const { nftnl_set_elems_iter_destroy(p); }
-};
-using TablePtr = std::unique_ptr<nftnl_table, TableDeleter>;
-using ChainPtr = std::unique_ptr<nftnl_chain, ChainDeleter>;
-using SetPtr = std::unique_ptr<nftnl_set, SetDeleter>;
-using ElemPtr = std::unique_ptr<nftnl_set_elem, ElemDeleter>;
-using ExprPtr = std::unique_ptr<nftnl_expr, ExprDeleter>;
-using RulePtr = std::unique_ptr<nftnl_rule, RuleDeleter>;
-using GenPtr = std::unique_ptr<nftnl_gen, GenDeleter>;
-using UdataPtr = std::unique_ptr<nftnl_udata_buf, UdataDeleter>;
+using TablePtr = CPtr<nftnl_table, nftnl_table_free>;
+using ChainPtr = CPtr<nftnl_chain, nftnl_chain_free>;
+using SetPtr = CPtr<nftnl_set, nftnl_set_free>;
+using ElemPtr = CPtr<nftnl_set_elem, nftnl_set_elem_free>;
+using ExprPtr = CPtr<nftnl_expr, nftnl_expr_free>;
+using RulePtr = CPtr<nftnl_rule, nftnl_rule_free>;
+using GenPtr = CPtr<nftnl_gen, nftnl_gen_free>;
+using UdataPtr = CPtr<nftnl_udata_buf, nftnl_udata_buf_free>;
+using ElemIterPtr = CPtr<nftnl_set_elems_iter, nftnl_set_elems_iter_destroy>;
 
 template <class T>
 T non_null(T p) {
@@ -986,8 +961,7 @@ void parse_elements(const nlmsghdr* m, std::vector<Element>& out) {
   if (nftnl_set_elems_nlmsg_parse(m, s.get()) < 0) {
     return;
   }
-  std::unique_ptr<nftnl_set_elems_iter, ElemIterDeleter> it(
-      non_null(nftnl_set_elems_iter_create(s.get())));
+  ElemIterPtr it(non_null(nftnl_set_elems_iter_create(s.get())));
   auto bytes = [](nftnl_set_elem* e, uint16_t attr) {
     uint32_t len = 0;
     auto* p = static_cast<const uint8_t*>(nftnl_set_elem_get(e, attr, &len));

@@ -13,19 +13,14 @@
 
 #include <memory>
 
+#include "common/c_ptr.h"
+
 namespace cni::dns {
 
-struct LdnsDeleter {
-  void operator()(ldns_pkt* p) const { ldns_pkt_free(p); }
-  void operator()(ldns_rr* p) const { ldns_rr_free(p); }
-  void operator()(ldns_rdf* p) const { ldns_rdf_deep_free(p); }
-  void operator()(ldns_buffer* p) const { ldns_buffer_free(p); }
-};
-
-using PktPtr = std::unique_ptr<ldns_pkt, LdnsDeleter>;
-using RrPtr = std::unique_ptr<ldns_rr, LdnsDeleter>;
-using RdfPtr = std::unique_ptr<ldns_rdf, LdnsDeleter>;
-using BufferPtr = std::unique_ptr<ldns_buffer, LdnsDeleter>;
+using PktPtr = CPtr<ldns_pkt, ldns_pkt_free>;
+using RrPtr = CPtr<ldns_rr, ldns_rr_free>;
+using RdfPtr = CPtr<ldns_rdf, ldns_rdf_deep_free>;
+using BufferPtr = CPtr<ldns_buffer, ldns_buffer_free>;
 
 // Memory that ldns hands out with malloc (ldns_pkt2wire, ldns_rdf2str).
 struct FreeDeleter {

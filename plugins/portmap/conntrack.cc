@@ -13,16 +13,14 @@
 #include <memory>
 #include <string>
 
+#include "common/c_ptr.h"
 #include "common/error.h"
 
 namespace cni::portmap {
 
 namespace {
 
-struct SockDeleter {
-  void operator()(mnl_socket* s) const { mnl_socket_close(s); }
-};
-using SockPtr = std::unique_ptr<mnl_socket, SockDeleter>;
+using SockPtr = CPtr<mnl_socket, mnl_socket_close>;
 
 // What a delete needs of a dumped entry: its original tuple exactly as the kernel sent it, and
 // its zone, since entries are looked up per zone.
