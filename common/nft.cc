@@ -128,6 +128,14 @@ uint32_t packed_byteorder(const std::vector<DataType>& fields) {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
+// The reads' one rule for a netlink answer: ENOENT means "not there" (false); any other error
+// is an Error with `what`; success is true.
+bool answered(int err, const std::string& what) {
+  if (err == -ENOENT) return false;
+  if (err < 0) throw Error(kErrInternal, what, errno_text(-err));
+  return true;
+}
+
 // Collects the C callback's exception so it can be rethrown outside libmnl's frames.
 template <class Cb>
 struct CbCtx {
@@ -884,13 +892,7 @@ bool NftTransaction::table_exists(Family family, const std::string& table) {
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, fam(family), NLM_F_ACK, ++seq_);
   nftnl_table_nlmsg_build_payload(nlh, table_obj(family, table).get());
   int err = talk(buf, [](const nlmsghdr*) { return MNL_CB_OK; });
-  if (err == -ENOENT) {
-    return false;
-  }
-  if (err < 0) {
-    throw Error(kErrInternal, "cannot read nftables table " + where(family, table),
-                errno_text(-err));
-  }
+  if (!answered(err, "cannot read nftables table " + where(family, table))) return false;
   return true;
 }
 
@@ -1004,13 +1006,7 @@ std::optional<std::vector<Element>> NftTransaction::list_elements(Family family,
       return MNL_CB_OK;
     });
   });
-  if (err == -ENOENT) {
-    return std::nullopt;
-  }
-  if (err < 0) {
-    throw Error(kErrInternal, "cannot list elements of " + where(family, table, set),
-                errno_text(-err));
-  }
+  if (!answered(err, "cannot list elements of " + where(family, table, set))) return std::nullopt;
   return out;
 }
 
@@ -1033,13 +1029,7 @@ std::optional<Element> NftTransaction::get_element(Family family, const std::str
     parse_elements(m, found);
     return MNL_CB_OK;
   });
-  if (err == -ENOENT) {
-    return std::nullopt;
-  }
-  if (err < 0) {
-    throw Error(kErrInternal, "cannot read an element of " + where(family, table, set),
-                errno_text(-err));
-  }
+  if (!answered(err, "cannot read an element of " + where(family, table, set))) return std::nullopt;
   if (found.empty()) {
     return std::nullopt;
   }
@@ -1055,13 +1045,7 @@ std::optional<std::vector<RuleInfo>> NftTransaction::list_rules(Family family,
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, fam(family), NLM_F_ACK, ++seq_);
     nftnl_chain_nlmsg_build_payload(nlh, chain_obj(family, table, chain).get());
     int err = talk(buf, [](const nlmsghdr*) { return MNL_CB_OK; });
-    if (err == -ENOENT) {
-      return std::nullopt;
-    }
-    if (err < 0) {
-      throw Error(kErrInternal, "cannot read chain " + where(family, table, chain),
-                  errno_text(-err));
-    }
+    if (!answered(err, "cannot read chain " + where(family, table, chain))) return std::nullopt;
   }
   std::vector<RuleInfo> out;
   int err = with_dump_retry([&] {
@@ -1083,13 +1067,7 @@ std::optional<std::vector<RuleInfo>> NftTransaction::list_rules(Family family,
       return MNL_CB_OK;
     });
   });
-  if (err == -ENOENT) {
-    return std::nullopt;
-  }
-  if (err < 0) {
-    throw Error(kErrInternal, "cannot list rules of " + where(family, table, chain),
-                errno_text(-err));
-  }
+  if (!answered(err, "cannot list rules of " + where(family, table, chain))) return std::nullopt;
   return out;
 }
 
