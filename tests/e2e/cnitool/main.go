@@ -4,10 +4,18 @@
 //
 // Usage: tether-cnitool add|check|del <network> <netns path>
 //
-//	tether-cnitool bench add|del <network> <parallelism> <netns path>...
-//	  runs the operation for every netns (parallelism at a time) and prints, as JSON, the
-//	  milliseconds each AddNetworkList/DelNetworkList call took and the failures: the
-//	  benchmarks time libcni's call itself, not this driver's start-up.
+//	tether-cnitool serve
+//	  the benchmarks' driver (bench/bench.py): reads one JSON request per line on stdin,
+//	  {"parallel": N, "jobs": [job...]}, runs the jobs N at a time and answers one JSON line,
+//	  {"ms": [...], "errors": [...], "out": [...]}, in job order ("" for no error). A job is
+//	  {"kind": "cni", "op": "add"|"del", "net", "netns", "confdir", "cnipath", "cachedir",
+//	   "port" (a published hostPort, 0 for none), "name" (K8S_POD_NAME, "" for none)}: one
+//	  AddNetworkList/DelNetworkList, timed around libcni's call itself; or
+//	  {"kind": "exec", "argv": [...], "stdin": "...", "env": {...}}: one process (netavark,
+//	  the veth floor tool, a VERSION call), timed from fork to exit, its stdout in "out".
+//	  One long-lived driver for every side lets the benchmark interleave them call by call,
+//	  so all sides see the same machine load, and keeps the driver's start-up out of every
+//	  figure.
 //
 // Environment, as cnitool: NETCONFPATH (default /etc/cni/net.d), CNI_PATH, CNI_IFNAME (eth0),
 // CNI_ARGS ("K=V;..."), CAP_ARGS (JSON capability args); and CNI_CONTAINERID (default: cnitool's
@@ -15,14 +23,18 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha512"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -40,16 +52,43 @@ func env(name, def string) string {
 	return def
 }
 
+// params are what one libcni call needs besides the operation.
+type params struct {
+	net, netns, confDir, cniPath, cacheDir, ifname, containerID string
+	cniArgs                                                     [][2]string
+	capArgs                                                     map[string]interface{}
+}
+
 func main() {
-	if len(os.Args) >= 6 && os.Args[1] == "bench" {
-		bench(os.Args[2], os.Args[3], os.Args[4], os.Args[5:])
+	if len(os.Args) == 2 && os.Args[1] == "serve" {
+		serve()
 		return
 	}
 	if len(os.Args) != 4 {
-		fail("usage: %s add|check|del <network> <netns>", os.Args[0])
+		fail("usage: %s add|check|del <network> <netns> | serve", os.Args[0])
 	}
-	cmd, netName, netns := os.Args[1], os.Args[2], os.Args[3]
-	list, cninet, rt := setup(netName, netns)
+	cmd := os.Args[1]
+	p := params{net: os.Args[2], netns: os.Args[3], confDir: env("NETCONFPATH", "/etc/cni/net.d"),
+		cniPath: os.Getenv("CNI_PATH"), cacheDir: os.Getenv("CNI_CACHE_DIR"),
+		ifname: env("CNI_IFNAME", "eth0"), containerID: os.Getenv("CNI_CONTAINERID")}
+	if s := os.Getenv("CAP_ARGS"); s != "" {
+		if err := json.Unmarshal([]byte(s), &p.capArgs); err != nil {
+			fail("CAP_ARGS: %v", err)
+		}
+	}
+	if s := os.Getenv("CNI_ARGS"); s != "" {
+		for _, pair := range strings.Split(s, ";") {
+			kv := strings.SplitN(pair, "=", 2)
+			if len(kv) != 2 {
+				fail("CNI_ARGS: invalid pair %q", pair)
+			}
+			p.cniArgs = append(p.cniArgs, [2]string{kv[0], kv[1]})
+		}
+	}
+	list, cninet, rt, err := setup(p)
+	if err != nil {
+		fail("%v", err)
+	}
 	ctx := context.Background()
 	switch cmd {
 	case "add":
@@ -73,18 +112,56 @@ func main() {
 	}
 }
 
-func bench(op, netName, parallel string, netnses []string) {
-	var workers int
-	if _, err := fmt.Sscanf(parallel, "%d", &workers); err != nil || workers < 1 {
-		fail("bench: parallelism must be a positive integer")
-	}
-	ms := make([]float64, len(netnses))
-	errs := make([]string, len(netnses))
-	portBase := 0
-	if s := os.Getenv("BENCH_PORT_BASE"); s != "" {
-		if _, err := fmt.Sscanf(s, "%d", &portBase); err != nil {
-			fail("BENCH_PORT_BASE must be an integer")
+type job struct {
+	Kind     string            `json:"kind"`
+	Op       string            `json:"op"`
+	Net      string            `json:"net"`
+	Netns    string            `json:"netns"`
+	ConfDir  string            `json:"confdir"`
+	CNIPath  string            `json:"cnipath"`
+	CacheDir string            `json:"cachedir"`
+	Port     int               `json:"port"`
+	Name     string            `json:"name"`
+	Argv     []string          `json:"argv"`
+	Stdin    string            `json:"stdin"`
+	Env      map[string]string `json:"env"`
+	Lock     string            `json:"lock"`
+}
+
+type request struct {
+	Parallel int   `json:"parallel"`
+	Jobs     []job `json:"jobs"`
+}
+
+type response struct {
+	Ms     []float64 `json:"ms"`
+	Errors []string  `json:"errors"`
+	Out    []string  `json:"out"`
+}
+
+func serve() {
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<20), 64<<20)
+	out := bufio.NewWriter(os.Stdout)
+	for in.Scan() {
+		var req request
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			fail("serve: bad request: %v", err)
 		}
+		resp := run(req)
+		b, _ := json.Marshal(resp)
+		out.Write(b)
+		out.WriteString("\n")
+		out.Flush()
+	}
+}
+
+func run(req request) response {
+	n := len(req.Jobs)
+	resp := response{Ms: make([]float64, n), Errors: make([]string, n), Out: make([]string, n)}
+	workers := req.Parallel
+	if workers < 1 {
+		workers = 1
 	}
 	jobs := make(chan int)
 	var wg sync.WaitGroup
@@ -93,83 +170,111 @@ func bench(op, netName, parallel string, netnses []string) {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				list, cninet, rt := setup(netName, netnses[i])
-				if portBase > 0 {
-					if rt.CapabilityArgs == nil {
-						rt.CapabilityArgs = map[string]interface{}{}
-					}
-					rt.CapabilityArgs["portMappings"] = []map[string]interface{}{
-						{"hostPort": portBase + i, "containerPort": 80, "protocol": "tcp"}}
-				}
-				start := time.Now()
-				var err error
-				if op == "add" {
-					_, err = cninet.AddNetworkList(context.Background(), list, rt)
-				} else {
-					err = cninet.DelNetworkList(context.Background(), list, rt)
-				}
-				ms[i] = float64(time.Since(start).Microseconds()) / 1000.0
-				if err != nil {
-					errs[i] = err.Error()
-				}
+				resp.Ms[i], resp.Out[i], resp.Errors[i] = runJob(req.Jobs[i])
 			}
 		}()
 	}
-	for i := range netnses {
+	for i := range req.Jobs {
 		jobs <- i
 	}
 	close(jobs)
 	wg.Wait()
-	var failures []string
-	for _, e := range errs {
-		if e != "" {
-			failures = append(failures, e)
-		}
-	}
-	out, _ := json.Marshal(map[string]interface{}{"ms": ms, "failures": failures})
-	fmt.Println(string(out))
+	return resp
 }
 
-func setup(netName, netns string) (*libcni.NetworkConfigList, *libcni.CNIConfig, *libcni.RuntimeConf) {
-	list, err := libcni.LoadConfList(env("NETCONFPATH", "/etc/cni/net.d"), netName)
-	if err != nil {
-		fail("loading network %q: %v", netName, err)
-	}
-
-	var capArgs map[string]interface{}
-	if s := os.Getenv("CAP_ARGS"); s != "" {
-		if err := json.Unmarshal([]byte(s), &capArgs); err != nil {
-			fail("CAP_ARGS: %v", err)
+func runJob(j job) (ms float64, out string, errText string) {
+	switch j.Kind {
+	case "cni":
+		p := params{net: j.Net, netns: j.Netns, confDir: j.ConfDir, cniPath: j.CNIPath,
+			cacheDir: j.CacheDir, ifname: "eth0"}
+		if j.Port > 0 {
+			p.capArgs = map[string]interface{}{"portMappings": []map[string]interface{}{
+				{"hostPort": j.Port, "containerPort": 80, "protocol": "tcp"}}}
 		}
-	}
-	var cniArgs [][2]string
-	if s := os.Getenv("CNI_ARGS"); s != "" {
-		for _, pair := range strings.Split(s, ";") {
-			kv := strings.SplitN(pair, "=", 2)
-			if len(kv) != 2 {
-				fail("CNI_ARGS: invalid pair %q", pair)
-			}
-			cniArgs = append(cniArgs, [2]string{kv[0], kv[1]})
+		if j.Name != "" {
+			p.cniArgs = [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAME", j.Name}}
 		}
+		list, cninet, rt, err := setup(p)
+		if err != nil {
+			return 0, "", err.Error()
+		}
+		start := time.Now()
+		switch j.Op {
+		case "add":
+			_, err = cninet.AddNetworkList(context.Background(), list, rt)
+		case "del":
+			err = cninet.DelNetworkList(context.Background(), list, rt)
+		default:
+			err = fmt.Errorf("unknown op %q", j.Op)
+		}
+		ms = float64(time.Since(start).Microseconds()) / 1000.0
+		if err != nil {
+			errText = err.Error()
+		}
+		return ms, "", errText
+	case "exec":
+		if len(j.Argv) == 0 {
+			return 0, "", "exec: empty argv"
+		}
+		cmd := exec.Command(j.Argv[0], j.Argv[1:]...)
+		cmd.Stdin = strings.NewReader(j.Stdin)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Env = os.Environ()
+		for k, v := range j.Env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		start := time.Now()
+		var err error
+		if j.Lock != "" {
+			err = locked(j.Lock, cmd.Run)
+		} else {
+			err = cmd.Run()
+		}
+		ms = float64(time.Since(start).Microseconds()) / 1000.0
+		if err != nil {
+			errText = fmt.Sprintf("%v: %s %s", err, strings.TrimSpace(stderr.String()),
+				strings.TrimSpace(stdout.String()))
+		}
+		return ms, stdout.String(), errText
 	}
+	return 0, "", fmt.Sprintf("unknown job kind %q", j.Kind)
+}
 
-	netnsAbs, err := filepath.Abs(netns)
+// locked runs f holding an exclusive flock on path (created if missing).
+func locked(path string, f func() error) error {
+	lock, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0600)
 	if err != nil {
-		fail("netns path: %v", err)
+		return err
 	}
-	containerID := os.Getenv("CNI_CONTAINERID")
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	return f()
+}
+
+func setup(p params) (*libcni.NetworkConfigList, *libcni.CNIConfig, *libcni.RuntimeConf, error) {
+	list, err := libcni.LoadConfList(p.confDir, p.net)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("loading network %q: %v", p.net, err)
+	}
+	netnsAbs, err := filepath.Abs(p.netns)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("netns path: %v", err)
+	}
+	containerID := p.containerID
 	if containerID == "" {
 		containerID = fmt.Sprintf("cnitool-%x", sha512.Sum512([]byte(netnsAbs)))[:len("cnitool-")+20]
 	}
 	rt := &libcni.RuntimeConf{
 		ContainerID:    containerID,
 		NetNS:          netnsAbs,
-		IfName:         env("CNI_IFNAME", "eth0"),
-		Args:           cniArgs,
-		CapabilityArgs: capArgs,
-		CacheDir:       os.Getenv("CNI_CACHE_DIR"),
+		IfName:         p.ifname,
+		Args:           p.cniArgs,
+		CapabilityArgs: p.capArgs,
+		CacheDir:       p.cacheDir,
 	}
-	cninet := libcni.NewCNIConfigWithCacheDir(filepath.SplitList(os.Getenv("CNI_PATH")),
-		os.Getenv("CNI_CACHE_DIR"), nil)
-	return list, cninet, rt
+	cninet := libcni.NewCNIConfigWithCacheDir(filepath.SplitList(p.cniPath), p.cacheDir, nil)
+	return list, cninet, rt, nil
 }
