@@ -12,10 +12,11 @@ packages=(
   iproute2 nftables conntrack procps psmisc socat dnsutils curl iputils-ping python3 python3-pytest
   # reference implementations compared against
   containernetworking-plugins golang-github-containernetworking-plugin-dnsname dnsmasq-base aardvark-dns
+  netavark
   # runtimes' own code: libcni driver and podman
   golang-go golang-github-appc-cni-dev podman runc busybox-static
-  # benchmarks
-  dnsperf python3-matplotlib time
+  # benchmarks: load generator, plot, the profile (perf's scheduler tracepoints, strace)
+  dnsperf python3-matplotlib time linux-perf strace
 )
 
 missing=()
