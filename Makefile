@@ -39,8 +39,10 @@ test:
 demo: deps build
 	bash scripts/demo.sh $(BUILD)
 
+# Side by side with the reference plugins and netavark (docs/benchmarks.md); QUICK=1 for a smoke
+# run of a few minutes (results in build/bench-quick), LONG=1 to take every side to 1,000.
 bench: deps build
-	bash bench/run.sh $(BUILD)
+	bash bench/run.sh $(BUILD) $(if $(QUICK),--quick) $(if $(LONG),--long)
 
 install: build
 	bash scripts/install.sh "$(BUILD)" "$(DESTDIR)" "$(CNI_BIN_DIR)" "$(CNI_CONF_DIR)" "$(PREFIX)"

@@ -1,22 +1,36 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmarks: tether against the reference plugins, in one run, on this machine.
+"""make bench: tether, the reference plugins and podman's netavark side by side, in one run.
 
-The same chain (bridge + host-local + portmap + a DNS plugin) runs through libcni (our
-tether-cnitool driver, which times AddNetworkList/DelNetworkList itself, so the driver's start-up
-is not counted) once with tether's binaries and once with Debian's reference plugins
-(/usr/lib/cni, with podman's dnsname for DNS). Reports ADD/DEL medians and p90s for 1, 50 and 200
-sequential containers and 50 with 8 in parallel, ADD growth from the first 20 to the last 20 of
-200, peak RSS of each plugin process, and DNS throughput with dnsperf against tether's daemon and
-against dnsname's dnsmasq. Writes docs/benchmarks.md, docs/benchmarks.json and
-docs/benchmarks.png.
+Sides (bench/sides.py): tether's chain (bridge + host-local + portmap + dns-sidecar) and the
+reference chain (Debian's containernetworking-plugins + podman's dnsname) through libcni, and
+netavark 1.4 + aardvark-dns as podman calls it; one published port and DNS on everywhere; and
+the kernel's floor, a veth pair created and deleted by one netlink call in one process. Each
+side runs in a private host namespace of its own (nothing of the real host is touched; deleting
+the namespaces removes everything), driven by one long-lived tether-cnitool serve, so the
+driver's start-up is in no figure.
 
-Usage: bench.py BUILD_DIR [--quick] [--out DIR]
-Everything it creates carries a per-run prefix and is removed at the end, also on failure.
+Phases; the sides are interleaved call by call (or, in parallel, side after side) so that all
+of them see the same machine load:
+  growth     ADD of containers 1..N on one bridge, then DEL from N down to 1, so that the i-th
+             point of either verb ran with i containers on the bridge. N is 1,000 for tether
+             and the floor; the reference and netavark re-read their whole iptables ruleset on
+             every call, which makes their ADD cost ~3 ms more per container present (about
+             3 s each at 1,000) and a run to 1,000 take most of an hour, so they go to 200
+             unless --long. The 50- and 200-sequential figures are the first 50/200 points of
+             this run: 50/200 containers added one at a time, then deleted one at a time.
+             On the way: DNS (bench/dnsbench.py) with 20 names; the profile (bench/
+             chainprof.py) of one extra container at 1 and at N; after the ADDs, DNS with
+             1,000 and 10,000 names.
+  par8       ADD then DEL of 50 containers, 8 at a time
+  startup    VERSION of every plugin, stripped binary sizes
+  rss        peak RSS of every plugin process alone (bench/tools/hwm.cc)
+Writes docs/benchmarks.md, .json and .png (bench/report.py).
+
+Usage: bench.py BUILD_DIR [--quick | --long] [--out DIR]   (make bench [QUICK=1 | LONG=1])
 """
 import argparse
 import json
 import os
-import re
 import secrets
 import shutil
 import statistics
@@ -26,339 +40,375 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import chainprof  # noqa: E402
+import dnsbench  # noqa: E402
+import report  # noqa: E402
+from sides import (AARDVARK, NETAVARK, REF, Driver, FloorSide, NetavarkSide,  # noqa: E402
+                   ReferenceSide, TetherSide, alive)
+
 ROOT = Path(__file__).resolve().parents[1]
-REF = Path("/usr/lib/cni")
 RUN = "b" + secrets.token_hex(2)
+PORT_BASE = {"tether": 20000, "reference": 25000, "netavark": 30000, "floor": 0}
+
+FULL = {"growth": {"tether": 1000, "reference": 200, "netavark": 200, "floor": 1000},
+        "windows": [50, 200], "growth_window": 50, "par": 50, "dns_live": 20,
+        "dns_counts": [1000, 10000], "dns_seconds": 4, "dns_rate": 2000, "startup_runs": 200,
+        "rss_containers": 3}
+LONG = dict(FULL, growth={"tether": 1000, "reference": 1000, "netavark": 1000, "floor": 1000})
+QUICK = {"growth": {"tether": 60, "reference": 30, "netavark": 30, "floor": 60},
+         "windows": [10, 30], "growth_window": 10, "par": 16, "dns_live": 20,
+         "dns_counts": [200], "dns_seconds": 1, "dns_rate": 500, "startup_runs": 20,
+         "rss_containers": 1}
+RSS_KEYS = ("hwm_kb", "rss_at_exit_kb", "anon_at_exit_kb", "maxrss_with_children_kb")
 
 
-def sh(*cmd, check=True):
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+def sh(*cmd, check=True, **kw):
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
     if check and p.returncode != 0:
         raise RuntimeError(f"{cmd} failed: {p.stderr.strip()}")
     return p.stdout
+
+
+def netns_batch(op, names):
+    """`ip netns add|del` for many names in one ip process."""
+    if names:
+        subprocess.run(["ip", "-force", "-batch", "-"], input="".join(
+            f"netns {op} {n}\n" for n in names), capture_output=True, text=True,
+            check=(op == "add"))
+
+
+def loadavg():
+    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def p90(xs):
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+class Bench:
+    def __init__(self, build, counts, work):
+        self.build = build
+        self.bin = build / "bin"
+        self.counts = counts
+        self.work = work
+        self.made_netns = []
+        self.results = {"run": RUN, "counts": counts, "load": {}, "phases": {}}
+        self.sides = [TetherSide(self.bin, 201, RUN, work), ReferenceSide(202, RUN, work),
+                      NetavarkSide(203, RUN, work),
+                      FloorSide(self.bin / "tether-bench-veth", 204, RUN, work)]
+        self.upstreams = []
+        self.driver_env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+        self.driver_env.update({"TETHER_LOG_LEVEL": "off",
+                                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        self.phase_started = time.monotonic()
 
+    # -- environment ---------------------------------------------------------------------------
 
-class Side:
-    """One implementation under test: its plugin dir, its conflist and its private state."""
+    def start(self):
+        for side in self.sides:
+            sh("ip", "netns", "add", side.hostns)
+            self.made_netns.append(side.hostns)
+            sh("ip", "netns", "exec", side.hostns, "ip", "link", "set", "lo", "up")
+            # `ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf:
+            # every DNS server started in this namespace forwards to the fake upstream there,
+            # never to the machine's real resolvers.
+            etc = Path("/etc/netns") / side.hostns
+            etc.mkdir(parents=True)
+            (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+            if not side.floor:
+                up = subprocess.Popen(
+                    ["ip", "netns", "exec", side.hostns, str(self.bin / "tether-bench-upstream"),
+                     "127.0.0.1", "53"], stdout=subprocess.PIPE, text=True)
+                self.upstreams.append(up)
+                if up.stdout.readline().strip() != "ready":
+                    raise RuntimeError("tether-bench-upstream did not start")
+                side.upstream_pid = up.pid
+            side.driver = Driver(self.bin / "tether-cnitool", side.hostns, self.driver_env)
 
-    def __init__(self, name, bindir, dns_plugin, octet, work):
-        self.name = name
-        self.bindir = Path(bindir)
-        self.work = work / name
-        self.netconf = self.work / "net.d"
-        self.netconf.mkdir(parents=True)
-        self.bridge = f"{RUN}{name[:3]}"
-        self.net = f"{RUN}-{name}"
-        self.gateway = f"10.{octet}.0.1"
-        bridge = {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": True,
-                  "hairpinMode": True,
-                  "ipam": {"type": "host-local", "ranges": [[{"subnet": f"10.{octet}.0.0/16"}]],
-                           "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(self.work / "ipam")}}
-        portmap = {"type": "portmap", "capabilities": {"portMappings": True}}
-        dns = {"type": dns_plugin, "domainName": "bench.internal",
-               "capabilities": {"aliases": True}}
-        if name == "tether":
-            # Private tables and state dirs; the reference plugins have no such keys.
-            bridge.update({"nftTable": f"{RUN}-br", "stateDir": str(self.work / "bridge")})
-            portmap.update({"nftTable": f"{RUN}-pm", "stateDir": str(self.work / "portmap")})
-            dns["stateDir"] = str(self.work / "dns")
-        self.conflist = {"cniVersion": "1.0.0", "name": self.net,
-                         "plugins": [bridge, portmap, dns]}
-        (self.netconf / f"{self.net}.conflist").write_text(json.dumps(self.conflist))
+    def stop(self):
+        for side in self.sides:
+            if side.driver:
+                side.driver.close()
+            if not side.floor and alive(side.dns_pid()):
+                os.kill(side.dns_pid(), 15)
+        for up in self.upstreams:
+            up.terminate()
+            up.wait()
+        netns_batch("del", self.made_netns)
+        for side in self.sides:
+            shutil.rmtree(Path("/etc/netns") / side.hostns, ignore_errors=True)
+            if isinstance(side, ReferenceSide):
+                shutil.rmtree(side.dnsname_dir(), ignore_errors=True)
 
-    def env(self):
-        e = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
-        e.update({"NETCONFPATH": str(self.netconf), "CNI_PATH": str(self.bindir),
-                  "CNI_CACHE_DIR": str(self.work / "cache"), "TETHER_LOG_LEVEL": "off"})
-        return e
+    def containers(self, label, count):
+        """Netns names of count[side] (or count) containers per side, created."""
+        n = count if isinstance(count, dict) else {s.name: count for s in self.sides}
+        names = {s.name: [f"{RUN}{s.name[0]}{label}-{i}" for i in range(n[s.name])]
+                 for s in self.sides}
+        flat = [x for v in names.values() for x in v]
+        netns_batch("add", flat)
+        self.made_netns += flat
+        return names
 
-    def bench(self, cnitool, op, namespaces, parallel=1, port_base=None):
-        """Times op (add|del) per namespace: (ms per call, failures). Container i publishes
-        hostPort port_base+i, so portmap does real work on both sides."""
-        env = self.env()
-        if port_base is not None:
-            env["BENCH_PORT_BASE"] = str(port_base)
-        p = subprocess.run([cnitool, "bench", op, self.net, str(parallel)] +
-                           [f"/run/netns/{n}" for n in namespaces],
-                           capture_output=True, text=True, env=env)
-        if p.returncode != 0:
-            raise RuntimeError(f"{self.name} bench {op}: {p.stderr}")
-        data = json.loads(p.stdout)
-        return data["ms"], data["failures"] or []
+    def drop(self, names):
+        flat = [x for v in names.values() for x in v]
+        netns_batch("del", flat)
+        gone = set(flat)
+        self.made_netns = [n for n in self.made_netns if n not in gone]
 
-    def named(self, cnitool, op, netns):
-        """One container through libcni, named in CNI_ARGS as podman and kubelet name it."""
-        env = self.env()
-        env["CNI_ARGS"] = f"IgnoreUnknown=1;K8S_POD_NAME={netns}"
-        env["CNI_CONTAINERID"] = netns
-        p = subprocess.run([cnitool, op, self.net, f"/run/netns/{netns}"], capture_output=True,
-                           text=True, env=env)
-        if p.returncode != 0:
-            raise RuntimeError(f"{self.name} {op} {netns}: {p.stderr}")
+    # -- one side, one call --------------------------------------------------------------------
 
-    def peak_rss(self, netns):
-        """Peak RSS (KiB) of each plugin process of one ADD."""
-        cid = f"{RUN}rss{self.name}"
-        prev = None
-        rss = {}
-        confs = []
-        for plugin in self.conflist["plugins"]:
-            conf = {k: v for k, v in plugin.items() if k != "capabilities"}
-            conf.update({"name": self.net, "cniVersion": self.conflist["cniVersion"]})
-            if prev is not None:
-                conf["prevResult"] = prev
-            env = self.env()
-            env.update({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid,
-                        "CNI_NETNS": f"/run/netns/{netns}", "CNI_IFNAME": "eth0"})
-            # GNU time forks a small process and reports the plugin's own peak RSS; measuring
-            # from here would count this Python process, whose memory a spawned child starts in.
-            rss_file = self.work / "rss"
-            p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file),
-                                str(self.bindir / conf["type"])], input=json.dumps(conf),
-                               capture_output=True, text=True, env=env)
-            if p.returncode != 0:
-                raise RuntimeError(f"{self.name} {conf['type']} ADD: {p.stdout}")
-            rss[conf["type"]] = int(rss_file.read_text().split()[-1])
-            prev = json.loads(p.stdout)
-            confs.append(conf)
-        for conf in reversed(confs):
-            conf["prevResult"] = prev
-            env = self.env()
-            env.update({"CNI_COMMAND": "DEL", "CNI_CONTAINERID": cid,
-                        "CNI_NETNS": f"/run/netns/{netns}", "CNI_IFNAME": "eth0"})
-            subprocess.run([str(self.bindir / conf["type"])], input=json.dumps(conf),
-                           text=True, capture_output=True, env=env)
-        return rss
+    def job(self, side, op, netns, i, label):
+        return side.job(op, netns, i, PORT_BASE[side.name] + i if PORT_BASE[side.name] else 0,
+                        f"{label}c{i}")
 
-
-def make_netns(names):
-    for n in names:
-        sh("ip", "netns", "add", n)
-
-
-def del_netns(names):
-    for n in names:
-        subprocess.run(["ip", "netns", "del", n], capture_output=True)
-
-
-def dnsperf(server, names, netns, seconds):
-    """Queries/s and mean latency of dnsperf, run inside `netns` against `server`."""
-    fd, qfile = tempfile.mkstemp(prefix=f"{RUN}-q")
-    os.close(fd)
-    Path(qfile).write_text("".join(f"{n} A\n" for n in names))
-    try:
-        out = sh("ip", "netns", "exec", netns, "dnsperf", "-s", server, "-d", qfile,
-                 "-l", seconds, "-c", "4", "-q", "64", check=False)
-    finally:
-        os.unlink(qfile)
-    qps = re.search(r"Queries per second:\s+([\d.]+)", out)
-    lat = re.search(r"Average Latency \(s\):\s+([\d.]+)", out)
-    lost = re.search(r"Queries lost:\s+(\d+)", out)
-    return {"qps": float(qps.group(1)) if qps else 0.0,
-            "latency_ms": float(lat.group(1)) * 1000 if lat else float("nan"),
-            "lost": int(lost.group(1)) if lost else -1}
-
-
-def startup_ms(binary, runs=200):
-    """Median wall time of `binary` answering VERSION: the start-up every CNI call pays."""
-    env = {"CNI_COMMAND": "VERSION", "PATH": "/usr/bin:/bin"}
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run([str(binary)], env=env, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append((time.perf_counter() - t) * 1000)
-    return median(times)
-
-
-def remove_new_tables(tables_before):
-    """The reference plugins program iptables (through iptables-nft) and leave their CNI-*
-    chains behind: remove every table this run created, and only those."""
-    for line in sh("nft", "list", "tables", check=False).splitlines():
-        if line.startswith("table ") and line not in tables_before:
-            fam, name = line.split()[1:3]
-            subprocess.run(["nft", "delete", "table", fam, name], capture_output=True)
-
-
-def stop_daemons(work):
-    for pidfile in work.rglob("*.pid"):
-        try:
-            os.kill(int(pidfile.read_text().split()[0]), 15)
-        except (ValueError, ProcessLookupError, OSError):
-            pass
-    # dnsname starts one dnsmasq per network, with its config under /run/containers/cni/dnsname.
-    for net in (f"{RUN}-reference",):
-        pid = Path(f"/run/containers/cni/dnsname/{net}/pidfile")
-        if pid.exists():
+    @staticmethod
+    def record(res, side, op, ms, err, out):
+        if side.floor:
+            res.setdefault(op + "_exec", []).append(ms)
             try:
-                os.kill(int(pid.read_text().strip()), 15)
-            except (ValueError, ProcessLookupError):
-                pass
-        shutil.rmtree(pid.parent, ignore_errors=True)
+                ms = json.loads(out)["ms"]
+            except (ValueError, KeyError):
+                ms = float("nan")
+        res.setdefault(op, []).append(ms)
+        if err:
+            res["failures"] = res.get("failures", 0) + 1
+            res.setdefault("errors", [])
+            if len(res["errors"]) < 3:
+                res["errors"].append(err[:500])
+
+    def interleaved(self, op, names, label, indices, res, hook=None):
+        """Runs `op` for container i of every side that has one, i in `indices` order, rotating
+        which side goes first. hook(i) runs after each index."""
+        for k, i in enumerate(indices):
+            order = self.sides[k % len(self.sides):] + self.sides[:k % len(self.sides)]
+            for side in order:
+                if i < len(names[side.name]):
+                    ms, err, out = side.driver.one(
+                        self.job(side, op, names[side.name][i], i, label))
+                    self.record(res[side.name], side, op, ms, err, out)
+            if hook:
+                hook(i)
+
+    def begin(self):
+        self.phase_started = time.monotonic()
+        return loadavg()
+
+    def finish_phase(self, key, res, t0):
+        self.results["phases"][key] = res
+        self.results["load"][key] = {"before": t0, "after": loadavg(),
+                                     "seconds": round(time.monotonic() - self.phase_started, 1)}
+        for side in self.sides:
+            r = res[side.name]
+            print(f"{key:9} {side.name:9}: ADD {median(r.get('add', [])):8.2f} ms  DEL "
+                  f"{median(r.get('del', [])):8.2f} ms  failures {r.get('failures', 0)} "
+                  f"{r.get('errors', [''])[0][:200]}", flush=True)
+        print(f"{key:9} load {self.results['load'][key]}", flush=True)
+
+    # -- phases --------------------------------------------------------------------------------
+
+    def growth(self):
+        key, t0 = "growth", self.begin()
+        count = self.counts["growth"]
+        # Two more per side: the profiler's extra containers (at 1 and at N).
+        netns = self.containers("g", {s: n + 2 for s, n in count.items()})
+        names = {s: v[:count[s]] for s, v in netns.items()}
+        res = {s.name: {} for s in self.sides}
+        dns = dnsbench.DnsBench(self.sides, self.work, self.counts["dns_seconds"],
+                                self.counts["dns_rate"])
+        clients = {s.name: names[s.name][0] for s in self.sides}
+        dns_rows = []
+        prof = chainprof.Profiler(self, netns, count)
+        profiles = {"first": {}, "last": {}}
+
+        def after_add(i):
+            if i + 1 == self.counts["dns_live"]:
+                dns_rows.extend(dns.measure(str(i + 1), self.registered(i + 1), clients))
+            if i == 0:
+                profiles["first"] = prof.run("first", self.sides)
+            done = [s for s in self.sides if count[s.name] == i + 1 and not s.floor]
+            if done:
+                profiles["last"].update(prof.run("last", done))
+
+        self.interleaved("add", names, "g", range(max(count.values())), res, hook=after_add)
+        for total in self.counts["dns_counts"]:
+            dns_rows.extend(self.dns_topped_up(dns, total, clients))
+        up = dns.upstream_capacity(self.sides[0])
+        self.interleaved("del", names, "g", range(max(count.values()) - 1, -1, -1), res)
+        for side in self.sides:
+            r = res[side.name]
+            for k in ("del", "del_exec"):
+                if k in r:
+                    r[k].reverse()  # index order: point i ran with i+1 containers
+        self.drop(netns)
+        self.finish_phase(key, res, t0)
+        self.results["dns"] = {"rows": dns_rows, "upstream": up, "load": loadavg()}
+        self.results["profile"] = profiles
+
+    def registered(self, n):
+        """The names the growth run's first n containers registered, per side."""
+        return {s.name: [f"gc{i}" for i in range(min(n, self.counts["growth"][s.name]))]
+                for s in self.sides}
+
+    def dns_topped_up(self, dns, total, clients):
+        """DNS with `total` names per server: the growth run's, plus synthetic ones."""
+        real = self.registered(total)
+        undo, names = [], {}
+        try:
+            for side in dns.sides:
+                extra = total - len(real[side.name])
+                names[side.name] = list(real[side.name])
+                if extra > 0:
+                    syn, u = dnsbench.add_synthetic(side, extra, 2 * total)
+                    undo.append(u)
+                    names[side.name] += syn
+                    if not dnsbench.wait_resolves(clients[side.name], side.gateway,
+                                                  f"{syn[-1]}.{side.domain}"):
+                        raise RuntimeError(f"{side.name}: synthetic names do not resolve")
+            return dns.measure(str(total), names, clients)
+        finally:
+            for u in undo:
+                u()
+
+    def parallel(self, n):
+        key, t0 = "par8", self.begin()
+        names = self.containers("p", n)
+        res = {s.name: {} for s in self.sides}
+        for op in ("add", "del"):
+            for side in self.sides:
+                jobs = [self.job(side, op, names[side.name][i], i, "p") for i in range(n)]
+                ms, errs, outs = side.driver.run(jobs, parallel=8)
+                for m, e, o in zip(ms, errs, outs):
+                    self.record(res[side.name], side, op, m, e, o)
+        self.drop(names)
+        self.finish_phase(key, res, t0)
+
+    def startup(self):
+        """VERSION of every binary, timed by the driver (fork to exit, as libcni runs them),
+        interleaved; stripped sizes beside."""
+        binaries = {
+            "tether": {p: self.bin / p for p in ("bridge", "host-local", "portmap",
+                                                  "dns-sidecar")},
+            "reference": {p: REF / p for p in ("bridge", "host-local", "portmap", "dnsname")},
+            "netavark": {"netavark": NETAVARK, "aardvark-dns": AARDVARK},
+            "floor": {"busybox true (static)": Path("/bin/busybox")},
+        }
+        jobs, keys = [], []
+        for side, bins in binaries.items():
+            for name, path in bins.items():
+                argv = {"netavark": [str(path), "--version"],
+                        "floor": [str(path), "true"]}.get(side, [str(path)])
+                jobs.append({"kind": "exec", "argv": argv, "env": {"CNI_COMMAND": "VERSION"}})
+                keys.append((side, name))
+        times = {k: [] for k in keys}
+        driver = self.sides[0].driver
+        for _ in range(self.counts["startup_runs"]):
+            ms, errs, _ = driver.run(jobs)
+            for k, m, e in zip(keys, ms, errs):
+                if e:
+                    raise RuntimeError(f"{k} VERSION: {e}")
+                times[k].append(m)
+        out = {}
+        for (side, name), ts in times.items():
+            out.setdefault(side, {})[name] = {
+                "ms": median(ts), "stripped_bytes": stripped_size(binaries[side][name])}
+        self.results["startup"] = out
+        print(f"startup: {json.dumps(out)}", flush=True)
+
+    def rss(self):
+        """Peak RSS of every plugin process alone, in the real chain: CNI_PATH is a directory
+        of tether-bench-hwm links, so bridge's IPAM child is measured as its own process, and
+        netavark runs under the wrapper (its iptables children are not counted either)."""
+        hwm = self.bin / "tether-bench-hwm"
+        log = self.work / "hwm.log"
+        names = self.containers("r", self.counts["rss_containers"])
+        out = {}
+        for side in self.sides:
+            if side.floor:
+                continue
+            wrap = self.work / f"hwm-{side.name}"
+            wrap.mkdir()
+            if not isinstance(side, NetavarkSide):
+                (wrap / "hwm.conf").write_text(f"real={side.bindir}\nlog={log}\n")
+                for p in side.plugins:
+                    (wrap / p).symlink_to(hwm)
+            per = {}
+            for op in ("add", "del"):
+                log.write_text("")
+                for i, netns in enumerate(names[side.name]):
+                    port = PORT_BASE[side.name] + i
+                    if isinstance(side, NetavarkSide):
+                        label = "netavark-setup" if op == "add" else "netavark-teardown"
+                        job = side.job(op, netns, i, port, f"rc{i}",
+                                       wrapper=[str(hwm), "--log", str(log), "--label", label,
+                                                "--"])
+                    else:
+                        job = side.job(op, netns, i, port, f"rc{i}", cnipath=wrap)
+                    _, err, _ = side.driver.one(job)
+                    if err:
+                        raise RuntimeError(f"{side.name} {op} under tether-bench-hwm: {err}")
+                for line in log.read_text().splitlines():
+                    label, _verb, *kb = line.split()
+                    e = per.setdefault(f"{label} {op.upper()}", dict.fromkeys(RSS_KEYS, 0))
+                    for k, v in zip(RSS_KEYS, kb):
+                        e[k] = max(e[k], int(v))
+            out[side.name] = per
+        self.drop(names)
+        self.results["rss"] = out
+        print(f"rss: {json.dumps(out)}", flush=True)
 
 
-def report(results, counts, out_dir):
-    t, r = results["tether"], results["reference"]
-    rows = []
-
-    def row(label, key, what):
-        tv, rv = median(t[key][what]), median(r[key][what])
-        tp, rp = p90(t[key][what]), p90(r[key][what])
-        rows.append(f"| {label} | {rv:.2f} / {rp:.2f} | {tv:.2f} / {tp:.2f} | "
-                    f"{rv / tv:.1f}× faster |")
-
-    for n in counts["seq"]:
-        row(f"chain ADD, {n} sequential (ms, median / p90)", f"seq{n}", "add")
-        row(f"chain DEL, {n} sequential (ms, median / p90)", f"seq{n}", "del")
-    row(f"chain ADD, {counts['par']} with 8 in parallel (ms)", "par8", "add")
-    row(f"chain DEL, {counts['par']} with 8 in parallel (ms)", "par8", "del")
-    big = f"seq{counts['seq'][-1]}"
-
-    def growth(side):
-        adds = side[big]["add"]
-        return median(adds[-20:]) / median(adds[:20])
-
-    lines = [
-        "# Benchmarks: tether against the reference plugins",
-        "",
-        "Measured by `make bench` (bench/bench.py) in one run on this machine: 2 cores, the same",
-        "kernel, the same libcni driver (tests/e2e/cnitool, timing Add/DelNetworkList itself).",
-        "Chain: bridge + host-local + portmap (one published port per container) + DNS",
-        "(tether: dns-sidecar; reference: Debian's containernetworking-plugins 1.1.1 in",
-        "/usr/lib/cni with podman's dnsname and dnsmasq).",
-        "",
-        "| figure | reference | tether | ratio |",
-        "|---|---|---|---|",
-        *rows,
-        f"| ADD growth, last 20 / first 20 of {counts['seq'][-1]} | {growth(r):.2f}× | "
-        f"{growth(t):.2f}× | |",
-        f"| failures (all runs) | {sum(v.get('failures', 0) for v in r.values() if isinstance(v, dict))} | "
-        f"{sum(v.get('failures', 0) for v in t.values() if isinstance(v, dict))} | |",
-    ]
-    for plugin_t, plugin_r in (("bridge", "bridge"), ("host-local", "host-local"),
-                               ("portmap", "portmap"), ("dns-sidecar", "dnsname")):
-        rt, rr = t["rss_kb"].get(plugin_t), r["rss_kb"].get(plugin_r)
-        if rt and rr:
-            lines.append(f"| peak RSS of `{plugin_t}` vs `{plugin_r}` (KiB) | {rr} | {rt} | "
-                         f"{rr / rt:.1f}× smaller |")
-    for plugin_t, plugin_r in (("bridge", "bridge"), ("portmap", "portmap"),
-                               ("dns-sidecar", "dnsname")):
-        st, sr = t["startup_ms"][plugin_t], r["startup_ms"][plugin_r]
-        lines.append(f"| start-up of `{plugin_t}` vs `{plugin_r}` (VERSION, ms) | {sr:.2f} | "
-                     f"{st:.2f} | {sr / st:.1f}× faster |")
-    dt, dr = t["dns"], r["dns"]
-    lines.append(f"| DNS queries/s on local names (dnsperf, {counts['dns_seconds']} s) | "
-                 f"{dr['qps']:.0f} (dnsmasq) | {dt['qps']:.0f} | "
-                 f"{dt['qps'] / max(dr['qps'], 1):.2f}× |")
-    lines.append(f"| DNS mean latency (ms) | {dr['latency_ms']:.3f} | {dt['latency_ms']:.3f} | |")
-    lines += ["", "![ADD latency per container, 200 sequential](benchmarks.png)", ""]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "benchmarks.md").write_text("\n".join(lines) + "\n")
-    (out_dir / "benchmarks.json").write_text(json.dumps(results, indent=1))
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    for name, side in results.items():
-        ax[0].plot(side[big]["add"], label=name)
-        ax[1].plot(side[big]["del"], label=name)
-    ax[0].set_title(f"chain ADD, {counts['seq'][-1]} sequential containers")
-    ax[1].set_title(f"chain DEL, {counts['seq'][-1]} sequential containers")
-    for a in ax:
-        a.set_xlabel("container")
-        a.set_ylabel("ms")
-        a.set_yscale("log")
-        a.legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "benchmarks.png", dpi=90)
-    return "\n".join(lines)
+def stripped_size(path):
+    with tempfile.TemporaryDirectory() as d:
+        copy = Path(d) / "b"
+        shutil.copy(path, copy)
+        subprocess.run(["strip", "--strip-all", str(copy)], capture_output=True)
+        return copy.stat().st_size
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
-    ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
-    ap.add_argument("--out", default=str(ROOT / "docs"))
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    mode.add_argument("--long", action="store_true",
+                      help="the reference and netavark to 1,000 containers too (about an hour)")
+    ap.add_argument("--out", help="where benchmarks.md/.json/.png go (default: docs/, and "
+                    "BUILD_DIR/bench-quick for --quick, so that a smoke run never replaces the "
+                    "committed figures)")
     a = ap.parse_args()
+    counts = QUICK if a.quick else LONG if a.long else FULL
     build = Path(a.build).resolve()
-    cnitool = str(build / "bin" / "tether-cnitool")
-    counts = {"seq": [1, 50, 200], "par": 50, "dns_seconds": "10"}
-    if a.quick:
-        counts = {"seq": [1, 10, 40], "par": 16, "dns_seconds": "2"}
-
+    out = Path(a.out) if a.out else build / "bench-quick" if a.quick else ROOT / "docs"
+    for tool in ("tether-cnitool", "tether-bench-veth", "tether-bench-hwm",
+                 "tether-bench-upstream", "bridge", "host-local", "portmap", "dns-sidecar"):
+        if not (build / "bin" / tool).exists():
+            sys.exit(f"bench: {build}/bin/{tool} is missing: build first (make build)")
+    for tool in (NETAVARK, AARDVARK, REF / "dnsname", Path("/usr/bin/dnsperf"),
+                 Path("/usr/bin/perf"), Path("/usr/bin/strace"), Path("/bin/busybox")):
+        if not tool.exists():
+            sys.exit(f"bench: {tool} is missing: run scripts/install-deps.sh")
     work = Path(tempfile.mkdtemp(prefix=f"{RUN}-"))
-    tables_before = set(sh("nft", "list", "tables", check=False).splitlines())
-    sides = [Side("tether", build / "bin", "dns-sidecar", 201, work),
-             Side("reference", REF, "dnsname", 202, work)]
-    results = {s.name: {} for s in sides}
-    made = []
+    b = Bench(build, counts, work)
+    started = time.monotonic()
+    b.results["machine"] = {"cpus": os.cpu_count(), "kernel": os.uname().release,
+                            "load_at_start": loadavg(), "mode": "quick" if a.quick else
+                            "long" if a.long else "full"}
     try:
-        for n in counts["seq"]:
-            for s in sides:
-                names = [f"{RUN}{s.name[0]}{n}-{i}" for i in range(n)]
-                make_netns(names)
-                made += names
-                add, f1 = s.bench(cnitool, "add", names, port_base=20000)
-                dele, f2 = s.bench(cnitool, "del", names, port_base=20000)
-                del_netns(names)
-                results[s.name][f"seq{n}"] = {"add": add, "del": dele,
-                                              "failures": len(f1) + len(f2)}
-                print(f"{s.name:9} {n:4} sequential: ADD {median(add):7.2f} ms (p90 "
-                      f"{p90(add):7.2f})  DEL {median(dele):7.2f} ms (p90 {p90(dele):7.2f})  "
-                      f"failures {len(f1) + len(f2)} {(f1 + f2)[:1]}", flush=True)
-        for s in sides:
-            names = [f"{RUN}{s.name[0]}p-{i}" for i in range(counts["par"])]
-            make_netns(names)
-            made += names
-            add, f1 = s.bench(cnitool, "add", names, parallel=8, port_base=21000)
-            dele, f2 = s.bench(cnitool, "del", names, parallel=8, port_base=21000)
-            del_netns(names)
-            results[s.name]["par8"] = {"add": add, "del": dele, "failures": len(f1) + len(f2)}
-            print(f"{s.name:9} {counts['par']} x8 parallel: ADD {median(add):7.2f} ms  DEL "
-                  f"{median(dele):7.2f} ms  failures {len(f1) + len(f2)} {(f1 + f2)[:1]}",
-                  flush=True)
-        for s in sides:
-            results[s.name]["startup_ms"] = {
-                p["type"]: startup_ms(s.bindir / p["type"]) for p in s.conflist["plugins"]}
-            print(f"{s.name:9} start-up (ms): {results[s.name]['startup_ms']}", flush=True)
-        for s in sides:
-            ns = f"{RUN}{s.name[0]}rss"
-            make_netns([ns])
-            made.append(ns)
-            results[s.name]["rss_kb"] = s.peak_rss(ns)
-            del_netns([ns])
-            print(f"{s.name:9} peak RSS (KiB): {results[s.name]['rss_kb']}", flush=True)
-        for s in sides:
-            names = [f"{RUN}{s.name[0]}d{i}" for i in range(20)]
-            make_netns(names)
-            made += names
-            for n in names:
-                s.named(cnitool, "add", n)
-            results[s.name]["dns"] = dnsperf(s.gateway, names, names[0], counts["dns_seconds"])
-            for n in names:
-                s.named(cnitool, "del", n)
-            del_netns(names)
-            print(f"{s.name:9} DNS: {results[s.name]['dns']}", flush=True)
+        b.start()
+        b.startup()
+        b.growth()
+        b.parallel(counts["par"])
+        b.rss()
     finally:
-        del_netns(made)
-        for s in sides:
-            subprocess.run(["ip", "link", "del", s.bridge], capture_output=True)
-        stop_daemons(work)
-        remove_new_tables(tables_before)
+        b.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(report(results, counts, Path(a.out)))
+    b.results["machine"]["load_at_end"] = loadavg()
+    b.results["machine"]["minutes"] = round((time.monotonic() - started) / 60, 1)
+    print(report.write(b.results, out))
+    print(f"bench: results in {out}")
 
 
 if __name__ == "__main__":
