@@ -217,7 +217,7 @@ class Bench:
         names = {s: v[:count[s]] for s, v in netns.items()}
         res = {s.name: {} for s in self.sides}
         dns = dnsbench.DnsBench(self.sides, self.work, self.counts["dns_seconds"],
-                                self.counts["dns_rate"])
+                                self.counts["dns_rate"], profile_at=str(self.counts["dns_counts"][0]))
         clients = {s.name: names[s.name][0] for s in self.sides}
         dns_rows = []
         prof = chainprof.Profiler(self, netns, count)
@@ -244,7 +244,8 @@ class Bench:
                     r[k].reverse()  # index order: point i ran with i+1 containers
         self.drop(netns)
         self.finish_phase(key, res, t0)
-        self.results["dns"] = {"rows": dns_rows, "upstream": up, "load": loadavg()}
+        self.results["dns"] = {"rows": dns_rows, "upstream": up, "load": loadavg(),
+                               "profiles": dns.profiles, "profile_at": dns.profile_at}
         self.results["profile"] = profiles
 
     def registered(self, n):
@@ -375,6 +376,9 @@ def main():
     mode.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     mode.add_argument("--long", action="store_true",
                       help="the reference and netavark to 1,000 containers too (about an hour)")
+    ap.add_argument("--report", metavar="JSON",
+                    help="only regenerate benchmarks.md/.png from a run's benchmarks.json (after "
+                    "editing bench/findings.md or bench/report.py)")
     ap.add_argument("--out", help="where benchmarks.md/.json/.png go (default: docs/, and "
                     "BUILD_DIR/bench-quick for --quick, so that a smoke run never replaces the "
                     "committed figures)")
@@ -382,6 +386,10 @@ def main():
     counts = QUICK if a.quick else LONG if a.long else FULL
     build = Path(a.build).resolve()
     out = Path(a.out) if a.out else build / "bench-quick" if a.quick else ROOT / "docs"
+    if a.report:
+        report.write(json.loads(Path(a.report).read_text()), out)
+        print(f"bench: report regenerated in {out}")
+        return 0
     for tool in ("tether-cnitool", "tether-bench-veth", "tether-bench-hwm",
                  "tether-bench-upstream", "bridge", "host-local", "portmap", "dns-sidecar"):
         if not (build / "bin" / tool).exists():

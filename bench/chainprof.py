@@ -26,6 +26,7 @@ OFFCPU_RULES = [
     ("nft commit: RCU grace period", ("nf_tables", "synchronize_rcu")),
     ("nft commit: RCU grace period", ("nfnetlink", "synchronize_rcu")),
     ("nft commit: waiting for the commit mutex", ("nfnetlink", "mutex_lock")),
+    ("veth create: RCU grace period (expedited)", ("veth_newlink", "synchronize_rcu")),
     ("veth delete: rcu_barrier (the kernel's floor)", ("netdev_run_todo", "rcu_barrier")),
     ("veth delete: RCU grace period", ("unregister_netdevice", "synchronize_rcu")),
     ("veth delete: RCU grace period", ("rtnl_dellink", "synchronize_rcu")),
@@ -36,7 +37,8 @@ OFFCPU_RULES = [
     ("other RCU grace period", ("synchronize_rcu",)),
     ("other RCU grace period", ("rcu_barrier",)),
     ("waiting for a child process (wait4)", ("do_wait",)),
-    ("reading a child's output (pipe)", ("pipe_read",)),
+    ("reading a pipe (its stdin, or a child's output)", ("pipe_read",)),
+    ("vfork: waiting for a child's exec", ("kernel_clone",)),
     ("ext4 online discard on unlink", ("blkdev_issue_discard",)),
     ("fsync", ("fsync",)),
     ("fsync", ("jbd2",)),
@@ -311,26 +313,47 @@ def analyze_strace(text):
     return {"processes": sorted(out, key=lambda e: e["pid"])}
 
 
+def chain_wall(perf):
+    """The plugins' summed wall time in one profiled call (the driver left out)."""
+    return sum(p["wall_ms"] for p in perf.get("processes", []) if p["parent"] in
+               ("", "tether-cnitool") and p["exe"] != "tether-cnitool")
+
+
+def median_repeat(repeats):
+    ok = [r for r in repeats if "processes" in r]
+    if not ok:
+        return repeats[0]
+    return sorted(ok, key=chain_wall)[len(ok) // 2]
+
+
 class Profiler:
     """Profiles one extra container per side: the growth run's netns count[side] ("first", with
     one container on the bridge) or count[side] + 1 ("last", with count[side])."""
 
-    def __init__(self, bench, netns, count):
+    def __init__(self, bench, netns, count, repeats=3):
         self.bench = bench
         self.netns = netns
         self.count = count
+        self.repeats = repeats
 
     def run(self, label, sides):
+        """perf: `repeats` ADD/DEL pairs (tether's calls are short and the machine is loaded:
+        the report shows the repeat with the median wall time); strace: one pair."""
         out = {}
         for side in sides:
             if side.floor:
                 continue
             idx = self.count[side.name] + (0 if label == "first" else 1)
             netns = self.netns[side.name][idx]
-            res = {"containers": 1 if label == "first" else self.count[side.name]}
+            res = {"containers": 1 if label == "first" else self.count[side.name],
+                   "add": {"perf_repeats": []}, "del": {"perf_repeats": []}}
+            for _ in range(self.repeats if side.name == "tether" else 1):
+                for op in ("add", "del"):
+                    res[op]["perf_repeats"].append(self.perf(side, op, netns, idx))
             for op in ("add", "del"):
-                res[op] = {"perf": self.perf(side, op, netns, idx)}
-            for op in ("add", "del"):
+                reps = res[op].pop("perf_repeats")
+                res[op]["perf"] = median_repeat(reps)
+                res[op]["perf_repeat_walls_ms"] = [round(chain_wall(r), 2) for r in reps]
                 res[op]["strace"] = self.strace(side, op, netns, idx)
             out[side.name] = res
             print(f"profile {label} ({res['containers']} containers): {side.name} done",

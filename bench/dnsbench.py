@@ -40,10 +40,44 @@ def pin(pid, cpu):
     subprocess.run(["taskset", "-a", "-p", "-c", cpu, str(pid)], capture_output=True, check=True)
 
 
-def dnsperf(netns, server, qfile, seconds, extra=()):
-    cmd = ["ip", "netns", "exec", netns, "taskset", "-c", CLIENT_CPU, "dnsperf", "-s", server,
-           "-d", qfile, "-l", str(seconds), *extra]
+def dnsperf(netns, server, qfile, seconds, extra=(), nice=0):
+    cmd = ["ip", "netns", "exec", netns, "nice", "-n", str(nice), "taskset", "-c", CLIENT_CPU,
+           "dnsperf", "-s", server, "-d", qfile, "-l", str(seconds), *extra]
     return subprocess.run(cmd, capture_output=True, text=True).stdout
+
+
+def renice(pid, value):
+    """Sets the nice value of every thread of `pid`."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.setpriority(os.PRIO_PROCESS, int(tid), value)
+
+
+def top_symbols(pid, seconds, run_load):
+    """cpu-clock samples of `pid` while run_load() runs: the 12 hottest symbols, % of samples."""
+    fd, data = tempfile.mkstemp(prefix="dnsperf-", suffix=".data")
+    os.close(fd)
+    rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-p", str(pid), "-o",
+                            data, "--", "sleep", str(seconds)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    run_load()
+    rec.wait()
+    out = subprocess.run(["perf", "script", "-i", data, "-F", "ip,sym,dso"],
+                         capture_output=True, text=True).stdout
+    os.unlink(data)
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        sym = " ".join(parts[1:-1])
+        dso = parts[-1].strip("()").rsplit("/", 1)[-1]
+        if sym == "[unknown]":
+            sym = "?"
+        key = f"{sym} ({dso})"
+        counts[key] = counts.get(key, 0) + 1
+    total = sum(counts.values()) or 1
+    return [(k, round(100 * v / total, 1)) for k, v in
+            sorted(counts.items(), key=lambda kv: -kv[1])[:12]]
 
 
 def parse_summary(out):
@@ -65,8 +99,10 @@ def percentile(xs, q):
 
 
 class DnsBench:
-    def __init__(self, sides, work, seconds, rate):
+    def __init__(self, sides, work, seconds, rate, profile_at=None):
         self.sides = [s for s in sides if not s.floor]
+        self.profile_at = profile_at
+        self.profiles = {}
         self.work = work
         self.seconds = seconds
         self.rate = rate
@@ -93,8 +129,12 @@ class DnsBench:
                               ["-c", "4", "-q", "64", "-t", "2"])
                 c1, u1, t1 = cpu_ticks(pid), cpu_ticks(side.upstream_pid), time.monotonic()
                 s = parse_summary(out)
+                # The latency run at a nice of -5 (server, dnsperf): other engineers' builds
+                # share these cores, and a p99 should show the server, not their scheduling.
+                renice(pid, -5)
                 lat_out = dnsperf(client_netns[side.name], side.gateway, qfile, 2,
-                                  ["-Q", str(self.rate), "-v", "-t", "2"])
+                                  ["-Q", str(self.rate), "-v", "-t", "2"], nice=-5)
+                renice(pid, 0)
                 lats = [float(x) * 1000 for x in re.findall(r"^> \S+ \S+ \S+ ([\d.]+)$",
                                                             lat_out, re.M)]
                 done = max(s["completed"], 1)
@@ -107,6 +147,10 @@ class DnsBench:
                     "upstream_cpu_us_per_query": (u1 - u0) / TICK * 1e6 / done,
                     "p50_ms": percentile(lats, 0.5), "p99_ms": percentile(lats, 0.99),
                     "latency_samples": len(lats)})
+                if label == self.profile_at:
+                    self.profiles[f"{side.name} {kind}"] = top_symbols(
+                        pid, 2, lambda: dnsperf(client_netns[side.name], side.gateway, qfile, 2,
+                                                ["-c", "4", "-q", "64", "-t", "2"]))
                 r = rows[-1]
                 print(f"  dns {label:>6} {side.name:9} {kind:7}: {r['qps']:8.0f} q/s, "
                       f"{r['cpu_us_per_query']:6.2f} µs CPU/query (server at "

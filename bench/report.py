@@ -189,6 +189,15 @@ def dns_table(r):
         out.append(f"| {names} | {kind} | {x['cpu_us_per_query'] / m['cpu_us_per_query']:.2f} | "
                    f"{x['cpu_us_per_query'] / a['cpu_us_per_query']:.2f} | "
                    f"{x['p99_ms'] / m['p99_ms']:.2f} |")
+    if d.get("profiles"):
+        out += ["", f"Where each server's CPU goes ({d['profile_at']} names; perf cpu-clock "
+                f"samples of the server process during a third run, % of its samples; "
+                f"Debian's dnsmasq and aardvark-dns are stripped, so their own code shows as "
+                f"`?`):", "", "| server, queries | hottest symbols |", "|---|---|"]
+        for key, syms in d["profiles"].items():
+            server, kind = key.split()
+            out.append(f"| {label[server]}, {kind} | " +
+                       "; ".join(f"`{k}` {v}%" for k, v in syms[:8]) + " |")
     up = d["upstream"]
     out += ["", f"The fake upstream (bench/tools/upstream.cc) alone, on the server core, under the "
             f"same dnsperf: {up['qps']:.0f} queries/s at {up['cpu_us_per_query']:.2f} µs of CPU "
