@@ -324,6 +324,7 @@ class Bench:
         netavark runs under the wrapper (its iptables children are not counted either)."""
         hwm = self.bin / "tether-bench-hwm"
         log = self.work / "hwm.log"
+        maps = self.work / "hwm.maps"
         names = self.containers("r", self.counts["rss_containers"])
         out = {}
         for side in self.sides:
@@ -332,12 +333,13 @@ class Bench:
             wrap = self.work / f"hwm-{side.name}"
             wrap.mkdir()
             if not isinstance(side, NetavarkSide):
-                (wrap / "hwm.conf").write_text(f"real={side.bindir}\nlog={log}\n")
+                (wrap / "hwm.conf").write_text(f"real={side.bindir}\nlog={log}\nmaps={maps}\n")
                 for p in side.plugins:
                     (wrap / p).symlink_to(hwm)
-            per = {}
+            per, by_file = {}, {}
             for op in ("add", "del"):
                 log.write_text("")
+                maps.write_text("")
                 for i, netns in enumerate(names[side.name]):
                     port = PORT_BASE[side.name] + i
                     if isinstance(side, NetavarkSide):
@@ -355,7 +357,15 @@ class Bench:
                     e = per.setdefault(f"{label} {op.upper()}", dict.fromkeys(RSS_KEYS, 0))
                     for k, v in zip(RSS_KEYS, kb):
                         e[k] = max(e[k], int(v))
+                # What the resident set is made of, per mapped file: the largest seen.
+                for line in maps.read_text().splitlines():
+                    parts = line.split(" ")
+                    label, file, kb = parts[0], " ".join(parts[2:-1]), parts[-1]
+                    f = by_file.setdefault(f"{label} {op.upper()}", {})
+                    f[file] = max(f.get(file, 0), int(kb))
             out[side.name] = per
+            if by_file:
+                out[side.name + " by file"] = by_file
         self.drop(names)
         self.results["rss"] = out
         print(f"rss: {json.dumps(out)}", flush=True)

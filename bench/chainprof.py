@@ -298,6 +298,8 @@ def analyze_strace(text):
         d[kind] += dur * 1000
         if name == "openat" and ret.isdigit():
             p["opens"] = p.get("opens", 0) + 1
+            if '"/proc/sys/' in args or "</proc/sys/" in rest:
+                p["procsys_opens"] = p.get("procsys_opens", 0) + 1
     out = []
     for pid, p in procs.items():
         if pid not in execs:
@@ -307,6 +309,7 @@ def analyze_strace(text):
             "pid": pid, "exe": execs[pid], "wall_ms": (end - start) * 1000 if start and end
             else None, "syscalls": sum(p.get("calls", {}).values()),
             "syscall_ms": sum(p.get("ms", {}).values()), "opens": p.get("opens", 0),
+            "procsys_opens": p.get("procsys_opens", 0),
             "netlink_bytes_in": dict(p.get("netlink_bytes_in", {})),
             "top": [(k, p["calls"][k], round(v, 3)) for k, v in p.get("ms", {}).most_common(8)],
             "counts": dict(p.get("calls", {}))})

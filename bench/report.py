@@ -143,6 +143,16 @@ def rss_table(r):
         if v:
             out.append(f"| `netavark {'setup' if verb == 'ADD' else 'teardown'}` | "
                        f"{v['hwm_kb']} (netavark) | | | |")
+    files = [(side, k, v) for side in ("tether", "reference")
+             for k, v in rss.get(side + " by file", {}).items() if k.endswith(" ADD")]
+    if files:
+        out += ["", "What is resident at exit, per mapped file (KiB; ADD; every file-backed page "
+                "the process touched, and the kernel maps up to 16 pages around each fault):",
+                "", "| side | process | resident at exit, largest first |", "|---|---|---|"]
+        for side, key, by in files:
+            top = sorted(by.items(), key=lambda kv: -kv[1])
+            text = ", ".join(f"`{Path(f).name}` {kb}" for f, kb in top[:6] if kb > 0)
+            out.append(f"| {side} | `{key.split()[0]}` | {text} |")
     return out
 
 
@@ -171,13 +181,15 @@ def dns_table(r):
     rate = r["counts"]["dns_rate"]
     label = {"tether": "tether (dns-sidecar daemon)", "reference": "dnsmasq (dnsname)",
              "netavark": "aardvark-dns"}
-    out = [f"| names | queries | server | queries/s | **server CPU per query (µs)** | server "
-           f"core busy | p99 latency at {rate} q/s (ms) | answers |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [f"| names | queries | server | queries/s | **server CPU per query (µs)** | of which "
+           f"user / kernel | server core busy | p99 latency at {rate} q/s (ms) | answers |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for row in d["rows"]:
         codes = ", ".join(f"{k} {v}" for k, v in row["codes"].items())
+        split = (f"{row['user_us_per_query']:.2f} / {row['sys_us_per_query']:.2f}"
+                 if "user_us_per_query" in row else "–")
         out.append(f"| {row['names']} | {row['kind']} | {label[row['server']]} | "
-                   f"{row['qps']:.0f} | **{row['cpu_us_per_query']:.2f}** | "
+                   f"{row['qps']:.0f} | **{row['cpu_us_per_query']:.2f}** | {split} | "
                    f"{100 * row['server_cpu_share']:.0f}% | {ms(row['p99_ms'])} | {codes} |")
     out += ["", "| names | queries | tether's CPU per query vs dnsmasq's | vs aardvark-dns's | "
             "p99 vs dnsmasq's |", "|---|---|---|---|---|"]
@@ -199,12 +211,16 @@ def dns_table(r):
             out.append(f"| {label[server]}, {kind} | " +
                        "; ".join(f"`{k}` {v}%" for k, v in syms[:8]) + " |")
     up = d["upstream"]
+    seconds = r["counts"].get("dns_seconds", 4)
+    fwd = [x for x in d["rows"] if x["kind"] == "forward"]
+    busiest = max((x.get("upstream_cpu_share", x["upstream_cpu_us_per_query"] * x["completed"]
+                         / 1e6 / seconds) for x in fwd), default=0.0)
+    fastest = max((x["qps"] for x in fwd), default=0.0)
     out += ["", f"The fake upstream (bench/tools/upstream.cc) alone, on the server core, under the "
             f"same dnsperf: {up['qps']:.0f} queries/s at {up['cpu_us_per_query']:.2f} µs of CPU "
-            f"per query; during the forwarded runs it used the CPU shown in the JSON "
-            f"(`upstream_cpu_us_per_query`, at most "
-            f"{max(x['upstream_cpu_us_per_query'] for x in d['rows']):.2f} µs per query): it is "
-            f"not what limits any server."]
+            f"per query. During the forwarded runs it was at most {100 * busiest:.0f}% busy and "
+            f"the fastest server forwarded {fastest:.0f} queries/s: the upstream is not what "
+            f"limits any server."]
     return out
 
 
@@ -250,8 +266,8 @@ def profile_section(r):
                                f"{g['n']} | {g['wall']:.1f} | {g['cpu']:.1f} | {su} | {off_txt} |")
         out += ["", f"### {op.upper()}: tether's syscalls (strace -f), with 1 and with N "
                 f"containers on the bridge", "",
-                "| containers | process | syscalls | files opened | bytes read from netlink "
-                "(nftables / route) | most time (count, ms under strace) |",
+                "| containers | process | syscalls | files opened (of them in /proc/sys) | bytes "
+                "read from netlink (nftables / route) | most time (count, ms under strace) |",
                 "|---|---|---|---|---|---|"]
         for point in ("first", "last"):
             res = prof.get(point, {}).get("tether")
@@ -266,8 +282,9 @@ def profile_section(r):
                     continue
                 nb = p["netlink_bytes_in"]
                 top = "; ".join(f"{k} ({c}, {t:.1f})" for k, c, t in p["top"][:3])
+                procsys = f" ({p['procsys_opens']})" if "procsys_opens" in p else ""
                 out.append(f"| {res['containers']} | `{p['exe']}` | {p['syscalls']} | "
-                           f"{p['opens']} | {nb.get('netlink nftables', 0)} / "
+                           f"{p['opens']}{procsys} | {nb.get('netlink nftables', 0)} / "
                            f"{nb.get('netlink route', 0)} | {top} |")
     return out
 
@@ -345,7 +362,9 @@ def write(results, out_dir):
         "and the fake upstream pinned to core 0. CPU per query = the server's utime+stime "
         "(/proc/<pid>/stat, all threads) over the run / queries answered: independent of how "
         "fast dnsperf is, which on this loaded machine limits queries/s (see how busy the "
-        f"server's core was). p99 from a second run at a fixed {r['counts']['dns_rate']} q/s. "
+        f"server's core was). p99 from a second run at a fixed {r['counts']['dns_rate']} q/s, "
+        f"server and dnsperf at nice -5; on a machine this loaded it still measures mostly how "
+        f"long a woken server waits for its core, so compare it between servers of one row only. "
         f"{r['counts']['dns_live']} names: the growth run's containers; more: the growth run's "
         "plus synthetic ones registered through each server's own reload path (record files, "
         "addn-hosts, aardvark's config; SIGHUP). Local: `<name>.<domain>` A queries over every "

@@ -81,6 +81,9 @@ for variant in "build:-DCMAKE_BUILD_TYPE=RelWithDebInfo:g++" \
   suite "integration-$dir" env TETHER_BIN_DIR="$PWD/$dir/bin" "${PYTEST[@]}" tests/integration
 done
 
+# make bench's tools and analysis on known input (seconds; the benchmark itself is make bench).
+suite "bench-tools" env TETHER_BIN_DIR="$PWD/build/bin" "${PYTEST[@]}" tests/bench
+
 if [ -d tests/e2e ] && ls tests/e2e/test_*.py >/dev/null 2>&1; then
   suite "e2e" env TETHER_BIN_DIR="$PWD/build/bin" "${PYTEST[@]}" tests/e2e
 fi

@@ -6,11 +6,11 @@
 // traced) and reads VmHWM from /proc/<pid>/status at the exit stop, when the process's memory
 // is still mapped: the peak of that process and nothing else.
 //
-//   tether-bench-hwm --log FILE --label LABEL -- PROGRAM ARGS...
-//   <dir>/<name> -> tether-bench-hwm, with <dir>/hwm.conf holding "real=<dir>" and "log=<file>"
-//     lines: runs <real>/<name> with the same argv and environment. A directory of such links
-//     is a CNI_PATH under which every plugin of a chain, and the IPAM plugin bridge delegates
-//     to, is measured in its real call.
+//   tether-bench-hwm --log FILE --label LABEL [--maps FILE] -- PROGRAM ARGS...
+//   <dir>/<name> -> tether-bench-hwm, with <dir>/hwm.conf holding "real=<dir>", "log=<file>" and
+//     optionally "maps=<file>" lines: runs <real>/<name> with the same argv and environment. A
+//     directory of such links is a CNI_PATH under which every plugin of a chain, and the IPAM
+//     plugin bridge delegates to, is measured in its real call.
 //
 // Appends "<label> <CNI_COMMAND or -> <VmHWM> <Rss> <Anonymous> <ru_maxrss>" (KiB) to the log and
 // exits as the program did. VmHWM is the kernel's peak, from RSS counters that are per-CPU
@@ -18,17 +18,22 @@
 // from /proc/<pid>/smaps_rollup at the same stop, a page-table walk: exact, but the RSS at exit,
 // not the peak. Rss - Anonymous is what the binary and its libraries map from files (text and
 // read-only data); Anonymous is heap, stacks and relocated data. ru_maxrss from wait4 includes
-// the children the program reaped, for comparison with GNU time's figure.
+// the children the program reaped, for comparison with GNU time's figure. With a maps file, the
+// RSS at exit per mapped file ("[anon]" for anonymous memory) is appended to it too, as
+// "<label> <verb> <file> <KiB>" lines: what the resident set is made of.
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -42,6 +47,27 @@ long proc_kb(pid_t pid, const char* file, const std::string& key) {
     if (line.rfind(key, 0) == 0) return std::strtol(line.c_str() + key.size(), nullptr, 10);
   }
   return -1;
+}
+
+// Rss per mapped file of `pid` (smaps), anonymous mappings under "[anon]".
+std::map<std::string, long> rss_by_file(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/smaps");
+  std::map<std::string, long> out;
+  std::string line, current = "[anon]";
+  while (std::getline(f, line)) {
+    if (line.rfind("Rss:", 0) == 0) {
+      out[current] += std::strtol(line.c_str() + 4, nullptr, 10);
+    } else if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+               line.find('-') < line.find(' ')) {
+      // "start-end perms offset dev inode [path]": a new mapping
+      std::istringstream fields(line);
+      std::string range, perms, offset, dev, inode, path;
+      fields >> range >> perms >> offset >> dev >> inode;
+      std::getline(fields >> std::ws, path);
+      current = path.empty() || path[0] == '[' ? "[anon]" : path;
+    }
+  }
+  return out;
 }
 
 [[noreturn]] void die(const std::string& what) {
@@ -59,7 +85,8 @@ std::string base_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-int run(const std::string& log, const std::string& label, const std::string& program, char** argv) {
+int run(const std::string& log, const std::string& maps, const std::string& label,
+        const std::string& program, char** argv) {
   const pid_t pid = fork();
   if (pid < 0) die("fork");
   if (pid == 0) {
@@ -76,6 +103,7 @@ int run(const std::string& log, const std::string& label, const std::string& pro
     die("PTRACE_SETOPTIONS");
   }
   long hwm = -1, rss = -1, anon = -1;
+  std::map<std::string, long> by_file;
   int deliver = 0;
   rusage ru{};
   for (;;) {
@@ -92,6 +120,7 @@ int run(const std::string& log, const std::string& label, const std::string& pro
       hwm = proc_kb(pid, "status", "VmHWM:");
       rss = proc_kb(pid, "smaps_rollup", "Rss:");
       anon = proc_kb(pid, "smaps_rollup", "Anonymous:");
+      if (!maps.empty()) by_file = rss_by_file(pid);
     } else if (event == 0 && WSTOPSIG(status) != SIGTRAP) {
       deliver = WSTOPSIG(status);  // an ordinary signal: hand it on
     }
@@ -101,6 +130,14 @@ int run(const std::string& log, const std::string& label, const std::string& pro
     std::fprintf(f, "%s %s %ld %ld %ld %ld\n", label.c_str(), verb ? verb : "-", hwm, rss, anon,
                  ru.ru_maxrss);
     std::fclose(f);
+  }
+  if (!maps.empty()) {
+    if (FILE* f = std::fopen(maps.c_str(), "a")) {
+      for (const auto& [file, kb] : by_file) {
+        std::fprintf(f, "%s %s %s %ld\n", label.c_str(), verb ? verb : "-", file.c_str(), kb);
+      }
+      std::fclose(f);
+    }
   }
   if (WIFSIGNALED(status)) {
     signal(WTERMSIG(status), SIG_DFL);
@@ -114,7 +151,7 @@ int run(const std::string& log, const std::string& label, const std::string& pro
 int main(int argc, char** argv) {
   const std::string self = argv[0];
   if (base_of(self) == "tether-bench-hwm") {
-    std::string log, label;
+    std::string log, label, maps;
     int i = 1;
     for (; i < argc; ++i) {
       const std::string a = argv[i];
@@ -122,6 +159,8 @@ int main(int argc, char** argv) {
         log = argv[++i];
       } else if (a == "--label" && i + 1 < argc) {
         label = argv[++i];
+      } else if (a == "--maps" && i + 1 < argc) {
+        maps = argv[++i];
       } else if (a == "--") {
         ++i;
         break;
@@ -134,14 +173,15 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (label.empty()) label = base_of(argv[i]);
-    return run(log, label, argv[i], argv + i);
+    return run(log, maps, label, argv[i], argv + i);
   }
   // Link mode: the real program and the log come from hwm.conf beside the link.
   std::ifstream conf(dir_of(self) + "/hwm.conf");
-  std::string line, real, log;
+  std::string line, real, log, maps;
   while (std::getline(conf, line)) {
     if (line.rfind("real=", 0) == 0) real = line.substr(5);
     if (line.rfind("log=", 0) == 0) log = line.substr(4);
+    if (line.rfind("maps=", 0) == 0) maps = line.substr(5);
   }
   if (real.empty() || log.empty()) {
     std::fprintf(stderr, "tether-bench-hwm: %s/hwm.conf needs real= and log=\n",
@@ -152,5 +192,5 @@ int main(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);
   args.push_back(nullptr);
   args[0] = const_cast<char*>(program.c_str());
-  return run(log, base_of(self), program, args.data());
+  return run(log, maps, base_of(self), program, args.data());
 }
