@@ -11,6 +11,9 @@ from pathlib import Path
 
 FINDINGS = Path(__file__).resolve().parent / "findings.md"
 SIDES = ("reference", "netavark", "tether")
+# Each tether plugin beside the reference chain's process that does its job.
+PLUGIN_PAIRS = [("bridge", "bridge"), ("host-local", "host-local"), ("portmap", "portmap"),
+                ("dns-sidecar", "dnsname")]
 
 
 def med(xs):
@@ -125,8 +128,7 @@ def plot(r, path):
 
 def rss_table(r):
     rss = r["rss"]
-    pairs = [("bridge", "bridge"), ("host-local", "host-local"), ("portmap", "portmap"),
-             ("dns-sidecar", "dnsname")]
+    pairs = PLUGIN_PAIRS
     out = ["| process, verb | reference: peak (KiB) | **tether: peak (KiB)** | tether: RSS at exit, "
            "file-backed + anonymous (KiB) | reference / tether |", "|---|---|---|---|---|"]
     for verb in ("ADD", "DEL"):
@@ -158,8 +160,7 @@ def rss_table(r):
 
 def startup_table(r):
     s = r["startup"]
-    pairs = [("bridge", "bridge"), ("host-local", "host-local"), ("portmap", "portmap"),
-             ("dns-sidecar", "dnsname")]
+    pairs = PLUGIN_PAIRS
     out = ["| binary | reference: VERSION (ms) | **tether: VERSION (ms)** | tether vs reference | "
            "reference: stripped (KiB) | tether: stripped (KiB) |", "|---|---|---|---|---|---|"]
     for t, ref in pairs:
@@ -240,6 +241,15 @@ def summarize_group(procs):
     return groups
 
 
+def profiled(prof, op, sides, tool):
+    """(side, containers on the bridge, analysis) of every profiled `op` by `tool`."""
+    for point in ("first", "last"):
+        for side in sides:
+            res = prof.get(point, {}).get(side)
+            if res:
+                yield side, res["containers"], res[op][tool]
+
+
 def profile_section(r):
     prof = r.get("profile", {})
     out = []
@@ -248,34 +258,25 @@ def profile_section(r):
                 "| side, containers | process (parent) | ×n | wall (ms) | on-CPU (ms) | start-up to "
                 "reading stdin (ms) | where the off-CPU time went (ms) |",
                 "|---|---|---|---|---|---|---|"]
-        for point in ("first", "last"):
-            for side in ("tether", "reference", "netavark"):
-                res = prof.get(point, {}).get(side)
-                if not res:
-                    continue
-                perf = res[op]["perf"]
-                if "error" in perf:
-                    out.append(f"| {side}, {res['containers']} | {perf['error']} | | | | | |")
-                    continue
-                procs = [p for p in perf["processes"] if p["exe"] not in ("tether-cnitool",)]
-                for (exe, parent), g in summarize_group(procs).items():
-                    off = sorted(g["off"].items(), key=lambda kv: -kv[1])
-                    off_txt = "; ".join(f"{k} {v:.1f}" for k, v in off if v >= 0.3) or "–"
-                    su = f"{med(g['startup']):.2f}" if g["startup"] else "–"
-                    out.append(f"| {side}, {res['containers']} | `{exe}` ({parent or 'runtime'}) | "
-                               f"{g['n']} | {g['wall']:.1f} | {g['cpu']:.1f} | {su} | {off_txt} |")
+        for side, n, perf in profiled(prof, op, ("tether", "reference", "netavark"), "perf"):
+            if "error" in perf:
+                out.append(f"| {side}, {n} | {perf['error']} | | | | | |")
+                continue
+            procs = [p for p in perf["processes"] if p["exe"] != "tether-cnitool"]
+            for (exe, parent), g in summarize_group(procs).items():
+                off = sorted(g["off"].items(), key=lambda kv: -kv[1])
+                off_txt = "; ".join(f"{k} {v:.1f}" for k, v in off if v >= 0.3) or "–"
+                su = f"{med(g['startup']):.2f}" if g["startup"] else "–"
+                out.append(f"| {side}, {n} | `{exe}` ({parent or 'runtime'}) | {g['n']} | "
+                           f"{g['wall']:.1f} | {g['cpu']:.1f} | {su} | {off_txt} |")
         out += ["", f"### {op.upper()}: tether's syscalls (strace -f), with 1 and with N "
                 f"containers on the bridge", "",
                 "| containers | process | syscalls | files opened (of them in /proc/sys) | bytes "
                 "read from netlink (nftables / route) | most time (count, ms under strace) |",
                 "|---|---|---|---|---|---|"]
-        for point in ("first", "last"):
-            res = prof.get(point, {}).get("tether")
-            if not res:
-                continue
-            st = res[op]["strace"]
+        for _, n, st in profiled(prof, op, ("tether",), "strace"):
             if "error" in st:
-                out.append(f"| {res['containers']} | {st['error']} | | | | |")
+                out.append(f"| {n} | {st['error']} | | | | |")
                 continue
             for p in st["processes"]:
                 if p["exe"] == "tether-cnitool":
@@ -283,7 +284,7 @@ def profile_section(r):
                 nb = p["netlink_bytes_in"]
                 top = "; ".join(f"{k} ({c}, {t:.1f})" for k, c, t in p["top"][:3])
                 procsys = f" ({p['procsys_opens']})" if "procsys_opens" in p else ""
-                out.append(f"| {res['containers']} | `{p['exe']}` | {p['syscalls']} | "
+                out.append(f"| {n} | `{p['exe']}` | {p['syscalls']} | "
                            f"{p['opens']}{procsys} | {nb.get('netlink nftables', 0)} / "
                            f"{nb.get('netlink route', 0)} | {top} |")
     return out
