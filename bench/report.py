@@ -182,15 +182,13 @@ def dns_table(r):
     rate = r["counts"]["dns_rate"]
     label = {"tether": "tether (dns-sidecar daemon)", "reference": "dnsmasq (dnsname)",
              "netavark": "aardvark-dns"}
-    out = [f"| names | queries | server | queries/s | **server CPU per query (µs)** | of which "
-           f"user / kernel | server core busy | p99 latency at {rate} q/s (ms) | answers |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [f"| names | queries | server | queries/s | **server CPU per query (µs)** | server "
+           f"core busy | p99 latency at {rate} q/s (ms) | answers |",
+           "|---|---|---|---|---|---|---|---|"]
     for row in d["rows"]:
         codes = ", ".join(f"{k} {v}" for k, v in row["codes"].items())
-        split = (f"{row['user_us_per_query']:.2f} / {row['sys_us_per_query']:.2f}"
-                 if "user_us_per_query" in row else "–")
         out.append(f"| {row['names']} | {row['kind']} | {label[row['server']]} | "
-                   f"{row['qps']:.0f} | **{row['cpu_us_per_query']:.2f}** | {split} | "
+                   f"{row['qps']:.0f} | **{row['cpu_us_per_query']:.2f}** | "
                    f"{100 * row['server_cpu_share']:.0f}% | {ms(row['p99_ms'])} | {codes} |")
     out += ["", "| names | queries | tether's CPU per query vs dnsmasq's | vs aardvark-dns's | "
             "p99 vs dnsmasq's |", "|---|---|---|---|---|"]
@@ -206,11 +204,15 @@ def dns_table(r):
         out += ["", f"Where each server's CPU goes ({d['profile_at']} names; perf cpu-clock "
                 f"samples of the server process during a third run, % of its samples; "
                 f"Debian's dnsmasq and aardvark-dns are stripped, so their own code shows as "
-                f"`?`):", "", "| server, queries | hottest symbols |", "|---|---|"]
+                f"`?`):", "", "| server, queries | in the kernel | hottest symbols |",
+                "|---|---|---|"]
         for key, syms in d["profiles"].items():
             server, kind = key.split()
-            out.append(f"| {label[server]}, {kind} | " +
-                       "; ".join(f"`{k}` {v}%" for k, v in syms[:8]) + " |")
+            kernel = dict(syms).get("(all kernel symbols)")
+            top = [(k, v) for k, v in syms if not k.startswith("(")][:8]
+            share = f"{kernel:.0f}%" if kernel is not None else "–"
+            out.append(f"| {label[server]}, {kind} | {share} | " +
+                       "; ".join(f"`{k}` {v}%" for k, v in top) + " |")
     up = d["upstream"]
     seconds = r["counts"].get("dns_seconds", 4)
     fwd = [x for x in d["rows"] if x["kind"] == "forward"]
