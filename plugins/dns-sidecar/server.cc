@@ -38,7 +38,9 @@ IpAddr addr_of(const sockaddr_storage& ss) {
 }
 
 std::string key_str(const ListenKey& k) {
-  return (k.addr.is_v4() ? k.addr.str() : "[" + k.addr.str() + "]") + ":" + std::to_string(k.port);
+  std::string host = k.addr.str();
+  if (!k.addr.is_v4()) host = '[' + host + ']';
+  return host + ":" + std::to_string(k.port);
 }
 
 bool would_block() { return errno == EAGAIN || errno == EWOULDBLOCK; }

@@ -20,7 +20,8 @@ std::string Upstream::str() const {
   std::string a = addr.str();
   if (scope_id != 0) {
     char name[IF_NAMESIZE] = {};
-    a += "%" + std::string(if_indextoname(scope_id, name) ? name : std::to_string(scope_id));
+    a += '%';
+    a += if_indextoname(scope_id, name) ? std::string(name) : std::to_string(scope_id);
   }
   if (port == 53) return a;
   return (addr.is_v4() ? a : "[" + a + "]") + ":" + std::to_string(port);

@@ -117,7 +117,10 @@ std::vector<Planned> plan(const LeaseStore& store, const Config& config, const A
   }
   if (!unfulfilled.empty()) {
     std::string list;
-    for (const auto& ip : unfulfilled) list += " " + ip.str();
+    for (const auto& ip : unfulfilled) {
+      list += ' ';
+      list += ip.str();
+    }
     throw Error(kErrInvalidConfig, "failed to allocate all requested IPs:" + list,
                 "no range set contains the address");
   }

@@ -123,7 +123,10 @@ const Range* range_for(const RangeSet& set, const IpAddr& ip) {
 
 std::string set_str(const RangeSet& set) {
   std::string out;
-  for (const auto& r : set) out += (out.empty() ? "" : ",") + r.str();
+  for (const auto& r : set) {
+    if (!out.empty()) out += ',';
+    out += r.str();
+  }
   return out;
 }
 

@@ -14,9 +14,13 @@ namespace {
 Prefix everything(bool v6) { return Prefix(v6 ? *IpAddr::parse("::") : IpAddr::v4(0), 0); }
 
 std::string endpoint(const std::optional<IpAddr>& ip, uint16_t port, uint16_t count) {
-  std::string host = !ip ? "*" : ip->is_v4() ? ip->str() : "[" + ip->str() + "]";
+  std::string host = ip ? ip->str() : "*";
+  if (ip && !ip->is_v4()) host = '[' + host + ']';
   std::string ports = std::to_string(port);
-  if (count > 1) ports += "-" + std::to_string(port + count - 1);
+  if (count > 1) {
+    ports += '-';
+    ports += std::to_string(port + count - 1);
+  }
   return host + ":" + ports;
 }
 
