@@ -1,5 +1,6 @@
 #include "common/skel.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <iostream>
@@ -130,11 +131,20 @@ CmdArgs read_env(const Io& io, const VerbSpec& verb, const std::string& command)
   return a;
 }
 
-void check_version(const NetConf& conf, const VerbSpec& verb) {
-  if (!is_supported_version(conf.cni_version)) {
+const std::vector<std::string>& versions_of(const Verbs& verbs) {
+  return verbs.versions.empty() ? supported_versions() : verbs.versions;
+}
+
+bool speaks(const Verbs& verbs, const std::string& version) {
+  const auto& v = versions_of(verbs);
+  return std::find(v.begin(), v.end(), version) != v.end();
+}
+
+void check_version(const Verbs& verbs, const NetConf& conf, const VerbSpec& verb) {
+  if (!speaks(verbs, conf.cni_version)) {
     throw Error(kErrIncompatibleVersion, "incompatible CNI versions",
                 "config is \"" + conf.cni_version + "\", plugin supports [" +
-                    join(supported_versions(), " ") + "]");
+                    join(versions_of(verbs), " ") + "]");
   }
   if (compare_versions(conf.cni_version, verb.min_version) < 0) {
     throw Error(kErrIncompatibleVersion, std::string("config version does not allow ") + verb.name,
@@ -144,8 +154,8 @@ void check_version(const NetConf& conf, const VerbSpec& verb) {
 }
 
 // An error about a config version we cannot speak is written in the version we do.
-std::string reply_version(const std::string& version) {
-  return is_supported_version(version) ? version : kCurrentVersion;
+std::string reply_version(const Verbs& verbs, const std::string& version) {
+  return speaks(verbs, version) ? version : kCurrentVersion;
 }
 
 }  // namespace
@@ -156,12 +166,12 @@ int plugin_main(const Verbs& verbs, std::string_view about, const Io& io) {
   try {
     auto command = io.getenv("CNI_COMMAND").value_or("");
     if (command.empty()) {
-      *io.err << about << "\nCNI protocol versions supported: " << join(supported_versions(), ", ")
+      *io.err << about << "\nCNI protocol versions supported: " << join(versions_of(verbs), ", ")
               << "\n";
       return 0;
     }
     if (command == "VERSION") {
-      *io.out << json{{"cniVersion", kCurrentVersion}, {"supportedVersions", supported_versions()}}
+      *io.out << json{{"cniVersion", kCurrentVersion}, {"supportedVersions", versions_of(verbs)}}
               << "\n";
       return 0;
     }
@@ -181,20 +191,31 @@ int plugin_main(const Verbs& verbs, std::string_view about, const Io& io) {
     if (!valid_container_id(args.conf.name)) {
       throw Error(kErrInvalidConfig, "invalid characters found in network name", args.conf.name);
     }
-    check_version(args.conf, *verb);
+    check_version(verbs, args.conf, *verb);
+    // One line per call at info level: which attachment, which netns (containerd's second
+    // teardown sends none) and whether prevResult came, for whoever reads TETHER_LOG_FILE.
+    spdlog::info("{} network={} container={} ifname={} netns={} prevResult={}", command,
+                 args.conf.name, args.container_id, args.ifname,
+                 args.netns.empty() ? "\"\"" : args.netns, args.conf.prev_result ? "yes" : "no");
     check_not_in_target_netns(io, args.netns);
     if (!verb->fn) {
-      *io.out << verbs.add(args).to_json(version).dump() << "\n";
+      Result result = verbs.add(args);
+      if (verbs.print) {
+        *io.out << verbs.print(result, args);
+      } else {
+        *io.out << result.to_json(version).dump() << "\n";
+      }
     } else {
       (verbs.*(verb->fn))(args);
     }
     return 0;
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
-    *io.out << error_json(reply_version(version), e.code(), e.msg(), e.details()).dump() << "\n";
+    *io.out << error_json(reply_version(verbs, version), e.code(), e.msg(), e.details()).dump()
+            << "\n";
   } catch (const std::exception& e) {
     spdlog::error("internal error: {}", e.what());
-    *io.out << error_json(reply_version(version), kErrInternal, e.what(), "").dump() << "\n";
+    *io.out << error_json(reply_version(verbs, version), kErrInternal, e.what(), "").dump() << "\n";
   }
   return 1;
 }

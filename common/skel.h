@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/netconf.h"
 #include "common/types.h"
@@ -32,6 +33,13 @@ struct Verbs {
   std::function<void(const CmdArgs&)> check;
   std::function<void(const CmdArgs&)> status;
   std::function<void(const CmdArgs&)> gc;
+  // The config versions the plugin accepts, in the order VERSION reports them; empty:
+  // supported_versions(). A plugin that also speaks older versions (loopback: 0.1.0, 0.2.0)
+  // lists them all.
+  std::vector<std::string> versions{};
+  // ADD's stdout for a result; empty: the compact JSON of result.to_json(cniVersion) and a
+  // newline. For a plugin whose output must be byte for byte the reference's.
+  std::function<std::string(const Result&, const CmdArgs&)> print{};
 };
 
 // Where plugin_main reads and writes; process() is the real process, tests inject their own.

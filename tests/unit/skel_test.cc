@@ -40,7 +40,9 @@ struct Fixture {
         note, note, note, note};
   }
 
-  Run run() {
+  Run run() { return run(verbs()); }
+
+  Run run(const cni::Verbs& v) {
     std::ostringstream out;
     std::ostringstream err;
     cni::Io io{[this](const char* name) -> std::optional<std::string> {
@@ -52,7 +54,7 @@ struct Fixture {
                  return stdin_data;
                },
                &out, &err};
-    int rc = cni::plugin_main(verbs(), "test-plugin v0", io);
+    int rc = cni::plugin_main(v, "test-plugin v0", io);
     return {rc, out.str(), err.str()};
   }
 };
@@ -277,4 +279,34 @@ TEST_CASE("skel: name validation helpers") {
   CHECK_FALSE(cni::invalid_ifname_reason("eth0"));
   CHECK_FALSE(cni::invalid_ifname_reason("abcdefghijklmno"));
   CHECK(cni::invalid_ifname_reason("abcdefghijklmnop"));
+}
+
+TEST_CASE("skel: a plugin's own version list decides VERSION and what it accepts") {
+  Fixture f;
+  cni::Verbs v = f.verbs();
+  v.versions = {"0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
+  f.stdin_data = R"({"cniVersion":"0.2.0","name":"n","type":"t"})";
+  auto r = f.run(v);
+  REQUIRE(r.rc == 0);
+  CHECK(r.json()["cniVersion"] == "0.2.0");
+  // Without the list, 0.2.0 is refused: the other plugins speak 0.3.0 and later.
+  expect_error(f.run(), 1, "incompatible CNI versions");
+
+  f.env = {{"CNI_COMMAND", "VERSION"}};
+  CHECK(f.run(v).json()["supportedVersions"] == cni::json(v.versions));
+}
+
+TEST_CASE("skel: a plugin's printer writes ADD's stdout; errors stay the error JSON") {
+  Fixture f;
+  cni::Verbs v = f.verbs();
+  v.print = [](const cni::Result& r, const cni::CmdArgs& a) {
+    return a.conf.cni_version + " " + r.ips.at(0).address.str();
+  };
+  auto r = f.run(v);
+  CHECK(r.rc == 0);
+  CHECK(r.out == "1.1.0 10.0.0.2/24");
+  f.stdin_data = R"({"cniVersion":"9.9.9","name":"n","type":"t"})";
+  r = f.run(v);
+  CHECK(r.rc == 1);
+  CHECK(r.json()["code"] == 1);
 }
