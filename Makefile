@@ -3,33 +3,39 @@
 PREFIX ?= /usr/local
 CNI_BIN_DIR ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
+# make install DEBUG_DIR=/usr/lib/debug: also the plugins' detached debug info (.build-id layout).
+DEBUG_DIR ?=
 JOBS ?= $(shell nproc)
+# The project's own builds treat warnings as errors; a plain `cmake` does not (TETHER_WERROR).
+DEV_FLAGS := -DTETHER_WERROR=ON
 
 BUILD := build
 BUILD_CLANG := build-clang
 BUILD_ASAN := build-asan
 
-.PHONY: all deps build build-clang build-asan test test-unit test-integration demo bench \
-        install uninstall package clean format
+.PHONY: all deps build build-clang build-asan build-matrix test test-unit test-integration demo \
+        bench install uninstall package clean format
 
 all: build
 
 deps:
 	bash scripts/install-deps.sh
 
-$(BUILD)/build.ninja $(BUILD)/Makefile:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
-
-build: $(BUILD)/Makefile
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(DEV_FLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
 
 build-clang:
-	CXX=clang++ cmake -S . -B $(BUILD_CLANG) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	CXX=clang++ cmake -S . -B $(BUILD_CLANG) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(DEV_FLAGS)
 	cmake --build $(BUILD_CLANG) -j$(JOBS)
 
 build-asan:
-	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DTETHER_SANITIZE=ON
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DTETHER_SANITIZE=ON $(DEV_FLAGS)
 	cmake --build $(BUILD_ASAN) -j$(JOBS)
+
+# The plugins in every standard build type and with Debian's packaging flags, g++ and clang.
+build-matrix:
+	bash scripts/build-matrix.sh
 
 # Everything: deps, g++ and clang builds, unit + namespace + integration + e2e tests, and the
 # same unit and integration tests again against the ASan+UBSan build.
@@ -45,12 +51,13 @@ bench: deps build
 	bash bench/run.sh $(BUILD) $(if $(QUICK),--quick) $(if $(LONG),--long)
 
 install: build
-	bash scripts/install.sh "$(BUILD)" "$(DESTDIR)" "$(CNI_BIN_DIR)" "$(CNI_CONF_DIR)" "$(PREFIX)"
+	DEBUG_DIR="$(DEBUG_DIR)" bash scripts/install.sh "$(BUILD)" "$(DESTDIR)" "$(CNI_BIN_DIR)" "$(CNI_CONF_DIR)" "$(PREFIX)"
 
 uninstall:
-	bash scripts/install.sh --uninstall "" "$(DESTDIR)" "$(CNI_BIN_DIR)" "$(CNI_CONF_DIR)" "$(PREFIX)"
+	DEBUG_DIR="$(DEBUG_DIR)" bash scripts/install.sh --uninstall "" "$(DESTDIR)" "$(CNI_BIN_DIR)" "$(CNI_CONF_DIR)" "$(PREFIX)"
 
-# A Debian package (build/tether-cni-plugins_<version>_amd64.deb) through CPack.
+# Debian packages through CPack: build/tether-cni-plugins_<version>_amd64.deb (stripped) and
+# build/tether-cni-plugins-dbgsym_<version>_amd64.ddeb (the debug info, .build-id layout).
 package: build
 	cd $(BUILD) && cpack -G DEB
 
@@ -58,4 +65,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD_CLANG) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_CLANG) $(BUILD_ASAN) build-matrix

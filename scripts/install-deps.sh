@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake pkg-config clang libclang-rt-14-dev
+  build-essential cmake pkg-config clang libclang-rt-14-dev ccache
   nlohmann-json3-dev libnl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev
   libspdlog-dev libfmt-dev doctest-dev libldns-dev libasio-dev libcli11-dev
   # tests: namespaces, reading back nftables state, traffic, DNS clients
@@ -13,8 +13,11 @@ packages=(
   # reference implementations compared against
   containernetworking-plugins golang-github-containernetworking-plugin-dnsname dnsmasq-base aardvark-dns
   netavark
-  # runtimes' own code: libcni driver and podman
+  # runtimes' own code: libcni driver, podman, containerd and the CRI client's grpc/protobuf
   golang-go golang-github-appc-cni-dev podman runc busybox-static
+  containerd golang-google-grpc-dev golang-google-protobuf-dev
+  # packaging: CPack's DEB generator (file, dpkg-shlibdeps), Debian policy checks
+  file lintian
   # benchmarks: load generator, plot, the profile (perf's scheduler tracepoints, strace)
   dnsperf python3-matplotlib time linux-perf strace
 )

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: installs what is needed, builds with g++, clang and ASan+UBSan, and runs every
-# suite. Nothing is skipped: a missing privilege or tool is a failure. Ends with one line
+# suite, then builds the plugins in every other build type and with Debian's packaging flags
+# (scripts/build-matrix.sh). Nothing is skipped: a missing privilege or tool is a failure, and
+# so is a compiler or linker warning in any build. Ends with one line
 # "tests: N passed, N failed" summing every suite's test cases.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,11 +49,17 @@ suite() {
   return 0
 }
 
+# The project's own builds: warnings are errors (TETHER_WERROR), and a warning -Werror does not
+# stop (the linker's) fails the build too.
 build() {
   local dir=$1
   shift
-  cmake -S . -B "$dir" "$@" >/dev/null && cmake --build "$dir" -j"$JOBS" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^-- ' || true
-  [ "${PIPESTATUS[0]}" -eq 0 ] && [ -x "$dir/bin/tether_unit_test" ]
+  local log="$log_dir/build-$(basename "$dir").log"
+  cmake -S . -B "$dir" -DTETHER_WERROR=ON "$@" >/dev/null || return 1
+  cmake --build "$dir" -j"$JOBS" >"$log" 2>&1
+  local rc=$?
+  grep -vE '^\[ *[0-9]+%\]|^-- ' "$log"
+  [ "$rc" -eq 0 ] && ! grep -qiE '(^|[^a-z])warning:' "$log" && [ -x "$dir/bin/tether_unit_test" ]
 }
 
 echo "=== format: clang-format --dry-run on every C++ file"
@@ -87,6 +95,10 @@ suite "bench-tools" env TETHER_BIN_DIR="$PWD/build/bin" "${PYTEST[@]}" tests/ben
 if [ -d tests/e2e ] && ls tests/e2e/test_*.py >/dev/null 2>&1; then
   suite "e2e" env TETHER_BIN_DIR="$PWD/build/bin" "${PYTEST[@]}" tests/e2e
 fi
+
+# Debug, Release, MinSizeRel and Debian's flags with LTO, g++ and clang: the plugins only, each
+# build one case. RelWithDebInfo is the builds above.
+suite "build-matrix" bash scripts/build-matrix.sh build-matrix
 
 echo
 [ ${#failures[@]} -gt 0 ] && echo "failed suites: ${failures[*]} (logs in $log_dir)"
