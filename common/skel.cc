@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <iostream>
 #include <iterator>
@@ -194,8 +195,8 @@ int plugin_main(const Verbs& verbs, std::string_view about, const Io& io) {
     check_version(verbs, args.conf, *verb);
     // One line per call at info level: which attachment, which netns (containerd's second
     // teardown sends none) and whether prevResult came, for whoever reads TETHER_LOG_FILE.
-    spdlog::info("{} network={} container={} ifname={} netns={} prevResult={}", command,
-                 args.conf.name, args.container_id, args.ifname,
+    spdlog::info("{} plugin={} network={} container={} ifname={} netns={} prevResult={}", command,
+                 program_invocation_short_name, args.conf.name, args.container_id, args.ifname,
                  args.netns.empty() ? "\"\"" : args.netns, args.conf.prev_result ? "yes" : "no");
     check_not_in_target_netns(io, args.netns);
     if (!verb->fn) {
