@@ -38,15 +38,17 @@ debian_flags() {
   echo "$flags"
 }
 
-# CPU seconds (user + system) used so far by this script's finished children: with the cores
-# shared, wall time says little about what a build costs.
+# CPU seconds (user + system) used so far by this script's finished children, into $cpu_now:
+# with the cores shared, wall time says little about what a build costs. `times` must run in
+# this shell, not in a command substitution's subshell, which has no children of its own.
+times_file=$(mktemp)
+trap 'rm -f "$times_file"' EXIT
 cpu_seconds() {
-  local t
-  t=$(times | tail -1)
-  awk -v t="$t" 'BEGIN {
-    n = split(t, f, " "); s = 0
-    for (i = 1; i <= n; i++) { split(f[i], p, "m"); s += p[1] * 60 + p[2] }
-    printf "%d\n", s }'
+  times >"$times_file"
+  cpu_now=$(tail -1 "$times_file" | awk '{
+    s = 0
+    for (i = 1; i <= NF; i++) { split($i, p, "m"); s += p[1] * 60 + p[2] }
+    printf "%d\n", s }')
 }
 
 passed=0
@@ -57,7 +59,8 @@ for cxx in g++ clang++; do
     log="$dir.log"
     mkdir -p "$dir"
     start=$(date +%s)
-    cpu_start=$(cpu_seconds)
+    cpu_seconds
+    cpu_start=$cpu_now
     if [ "$type" = debian ]; then
       env CXX=$cxx CXXFLAGS="$(debian_flags "$cxx" CXXFLAGS)" LDFLAGS="$(debian_flags "$cxx" LDFLAGS)" \
         cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=None -DTETHER_TESTS=OFF -DTETHER_WERROR=ON \
@@ -73,7 +76,8 @@ for cxx in g++ clang++; do
       rc=$?
     fi
     secs=$(($(date +%s) - start))
-    cpu=$(($(cpu_seconds) - cpu_start))
+    cpu_seconds
+    cpu=$((cpu_now - cpu_start))
     # -Werror stops a compile on its first warning; the grep also catches linker warnings.
     if [ $rc -ne 0 ] || grep -qiE '(^|[^a-z])warning:' "$log"; then
       failed=$((failed + 1))
