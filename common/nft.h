@@ -8,12 +8,6 @@
 // function therefore see a ruleset that the commit is checked against (optimistic locking).
 // Every ACK is drained, so a failed batch reports each failing message, with the kernel's
 // extended-ACK text when it sends one.
-// clang-format off
-#include <netinet/in.h>  // first: libc-compat.h then keeps linux/in.h from redefining it
-#include <linux/netfilter.h>
-// clang-format on
-#include <linux/netfilter/nf_tables.h>
-
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,40 +15,15 @@
 #include <string>
 #include <vector>
 
-struct mnl_socket;
-struct nftnl_batch;
-struct nftnl_rule;
+#include "common/nft_rule.h"
+
+namespace cni::mnl {
+class Socket;
+}
 
 namespace cni::nft {
 
-enum class Family : uint8_t {
-  kInet = NFPROTO_INET,
-  kIpv4 = NFPROTO_IPV4,
-  kIpv6 = NFPROTO_IPV6,
-  kBridge = NFPROTO_BRIDGE,
-};
-
-using Bytes = std::vector<uint8_t>;
-
-// Value encoders for cmp data and set keys. Network-header fields are big endian; meta and ct
-// values (mark, ct state, l4proto as u8) are host order, as the kernel loads them.
-Bytes be16(uint16_t v);
-Bytes be32(uint32_t v);
-Bytes host32(uint32_t v);
-Bytes u8(uint8_t v);
-Bytes ipv4(const std::string& addr);  // "10.0.0.1"; throws on a bad address
-Bytes ipv6(const std::string& addr);
-Bytes ip(const std::string& addr);      // either family
-Bytes ifname(const std::string& name);  // NUL padded to IFNAMSIZ, as `iifname "x"` compares
-// A concatenated key or value: each field padded to 4 bytes, the layout of consecutive 32-bit
-// registers (so `ip daddr . tcp dport` is concat({ipv4(a), be16(p)}), 8 bytes).
-Bytes concat(const std::vector<Bytes>& fields);
-
-// Registers. A concatenation loads its fields into consecutive 32-bit registers: reg32(0),
-// reg32(ceil(len0/4)), ...; reg32(0) is the same storage as kReg1.
-constexpr uint32_t kRegVerdict = NFT_REG_VERDICT;
-constexpr uint32_t kReg1 = NFT_REG_1;
-constexpr uint32_t reg32(unsigned word) { return NFT_REG32_00 + word; }
+class Batch;
 
 // The nft CLI's datatype ids (nftables include/datatype.h). The kernel ignores them; they and
 // the byte order in the set's userdata are what make `nft list` print keys readably.
@@ -82,17 +51,6 @@ struct SetSpec {
   uint32_t flags = 0;
 };
 
-struct Verdict {
-  int code = NF_ACCEPT;  // NF_ACCEPT, NF_DROP, NFT_RETURN, NFT_JUMP, NFT_GOTO, NFT_CONTINUE
-  std::string chain{};   // for jump and goto
-  static Verdict accept() { return {NF_ACCEPT, {}}; }
-  static Verdict drop() { return {NF_DROP, {}}; }
-  static Verdict ret() { return {NFT_RETURN, {}}; }
-  static Verdict jump(std::string c) { return {NFT_JUMP, std::move(c)}; }
-  static Verdict go_to(std::string c) { return {NFT_GOTO, std::move(c)}; }
-  bool operator==(const Verdict&) const = default;
-};
-
 struct Element {
   Bytes key{};
   Bytes data{};                      // for data maps
@@ -116,66 +74,6 @@ struct ChainSpec {
   std::optional<Hook> hook{};  // none: a regular chain reached by jump/goto
 };
 
-struct NatSpec {
-  uint32_t type = NFT_NAT_DNAT;   // NFT_NAT_DNAT or NFT_NAT_SNAT
-  Family family = Family::kIpv4;  // the address family of the registers (not of the table)
-  std::optional<uint32_t> addr_min{}, addr_max{}, proto_min{}, proto_max{};  // source registers
-  uint32_t flags = 0;  // NF_NAT_RANGE_*; MAP_IPS/PROTO_SPECIFIED follow from the registers
-};
-
-// Builds one rule from libnftnl expressions. Each method appends one expression (the short-hands
-// a few) in the order the kernel evaluates them. Expressions that `nft` prints back as a
-// statement must come in the shape nft itself emits: e.g. a transport-header match needs the
-// `meta l4proto` dependency first, and in an inet table an IP header match needs `meta nfproto`.
-class Rule {
- public:
-  Rule(Family family, std::string table, std::string chain);
-  Rule(Rule&&) noexcept;
-  Rule& operator=(Rule&&) noexcept;
-  ~Rule();
-
-  Rule& meta(uint32_t key, uint32_t dreg = kReg1);  // NFT_META_IIFNAME, _L4PROTO, _MARK, ...
-  Rule& payload(uint32_t base, uint32_t offset, uint32_t len, uint32_t dreg = kReg1);
-  Rule& cmp(uint32_t op, const Bytes& data, uint32_t sreg = kReg1);  // NFT_CMP_EQ, _NEQ, ...
-  Rule& bitwise(const Bytes& mask, const Bytes& xor_value, uint32_t sreg = kReg1,
-                uint32_t dreg = kReg1);
-  // Looks up sreg in a named set/map; dreg receives the mapped data (kRegVerdict for a vmap).
-  Rule& lookup(const std::string& set, uint32_t sreg = kReg1,
-               std::optional<uint32_t> dreg = std::nullopt, bool invert = false);
-  Rule& immediate(const Bytes& data, uint32_t dreg = kReg1);
-  Rule& verdict(const Verdict& v);
-  Rule& counter();
-  Rule& ct(uint32_t key, uint32_t dreg = kReg1);  // NFT_CT_STATE, ...
-  Rule& nat(const NatSpec& spec);
-  Rule& masquerade(uint32_t flags = 0);
-  Rule& fib(uint32_t flags, uint32_t result, uint32_t dreg = kReg1);
-  // Stored as the CLI stores it (userdata TLV NFTNL_UDATA_RULE_COMMENT), shown by `nft list`.
-  Rule& comment(const std::string& text);
-
-  // Short-hands for the matches the plugins use.
-  Rule& iifname(const std::string& name, bool equal = true);
-  Rule& oifname(const std::string& name, bool equal = true);
-  Rule& nfproto(uint8_t proto);  // NFPROTO_IPV4/IPV6: needed before IP matches in inet tables
-  Rule& l4proto(uint8_t proto);  // IPPROTO_TCP, ...
-  // ip/ip6 saddr or daddr in prefix: addr must be 4 or 16 bytes.
-  Rule& saddr(const Bytes& addr, int prefix_len, bool equal = true);
-  Rule& daddr(const Bytes& addr, int prefix_len, bool equal = true);
-  Rule& dport(uint8_t l4proto, uint16_t port);  // `tcp dport 80`
-  Rule& ct_state(uint32_t mask);                // `ct state established,related` (NF_CT_STATE_*)
-  Rule& fib_daddr_local();                      // `fib daddr type local`
-
-  nftnl_rule* get() const { return rule_.get(); }
-  Family family() const { return family_; }
-
- private:
-  struct Deleter {
-    void operator()(nftnl_rule* r) const;
-  };
-  Rule& addr_match(bool source, const Bytes& addr, int prefix_len, bool equal);
-  Family family_;
-  std::unique_ptr<nftnl_rule, Deleter> rule_;
-};
-
 struct ChainInfo {
   std::string name{};
   std::optional<Hook> hook{};
@@ -190,14 +88,17 @@ struct RuleInfo {
 
 class NftTransaction {
  public:
-  // Opens the socket in the current netns and reads the generation id.
+  // A transaction on `sock`, which it works through (and in whose netns): reads the generation
+  // id. The socket must outlive the transaction.
+  explicit NftTransaction(mnl::Socket& sock);
+  // As above, on a socket of its own opened in the current netns.
   static NftTransaction open();
   NftTransaction(NftTransaction&&) noexcept;
   NftTransaction& operator=(NftTransaction&&) noexcept;
   ~NftTransaction();
 
   uint32_t genid() const { return genid_; }
-  size_t size() const { return descriptions_.size(); }  // queued messages
+  size_t size() const;  // queued messages
 
   // Queueing. "add" creates or keeps what exists (NLM_F_CREATE without EXCL); "delete" of
   // something absent fails the whole batch, so check with the reads first.
@@ -234,29 +135,16 @@ class NftTransaction {
                                                   const std::string& chain);
 
  private:
-  struct SockDeleter {
-    void operator()(mnl_socket* s) const;
-  };
-  struct BatchDeleter {
-    void operator()(nftnl_batch* b) const;
-  };
-  NftTransaction() = default;
-  char* next_msg(const std::string& description);  // buffer for the next batch message
-  void msg_done();
-  template <class Cb>
-  int talk(char* buf, Cb&& cb);  // one request, every reply through cb; 0 or -errno
+  NftTransaction(std::unique_ptr<mnl::Socket> owned, mnl::Socket& sock);
+  Batch& batch();  // created with the first queued message
   void elements_msg(uint16_t type, Family family, const std::string& table, const std::string& set,
                     const std::vector<Element>& elements);
 
-  std::unique_ptr<mnl_socket, SockDeleter> sock_;
-  std::unique_ptr<nftnl_batch, BatchDeleter> batch_;
-  uint32_t portid_ = 0;
+  std::unique_ptr<mnl::Socket> owned_;  // when open() made the socket
+  mnl::Socket* sock_ = nullptr;
+  std::unique_ptr<Batch> batch_;
   uint32_t genid_ = 0;
-  uint32_t seq_ = 0;
-  uint32_t first_seq_ = 0;  // seq of the first queued message, after batch begin
-  uint32_t set_id_ = 0;
   bool spent_ = false;
-  std::vector<std::string> descriptions_;  // per queued message, for error reports
 };
 
 // Runs build() on a fresh transaction and commits it; when the ruleset changed concurrently
