@@ -6,21 +6,17 @@
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <cerrno>
 #include <cstring>
-#include <memory>
 #include <string>
 
-#include "common/c_ptr.h"
 #include "common/error.h"
+#include "common/mnl.h"
 
 namespace cni::portmap {
 
 namespace {
-
-using SockPtr = CPtr<mnl_socket, mnl_socket_close>;
 
 // What a delete needs of a dumped entry: its original tuple exactly as the kernel sent it, and
 // its zone, since entries are looked up per zone.
@@ -29,13 +25,8 @@ struct Entry {
   std::optional<uint16_t> zone;     // network order, as sent
 };
 
-struct DumpCtx {
-  int family;
-  const std::vector<FlushTarget>* targets;
-  std::vector<Entry> matches;
-};
-
-// Fills tb[type] for each attribute of a nest (or of the message after `offset`).
+// Fills tb[type] for each attribute of a nest (or of the message after `offset`). A C callback
+// of mnl_attr_parse: it only stores pointers, so nothing can throw through libmnl.
 template <size_t N>
 int collect(const nlattr* attr, void* data) {
   auto* tb = static_cast<const nlattr**>(data);
@@ -44,7 +35,7 @@ int collect(const nlattr* attr, void* data) {
   return MNL_CB_OK;
 }
 
-bool matches(const DumpCtx& ctx, const nlattr* orig) {
+bool matches(int family, const std::vector<FlushTarget>& targets, const nlattr* orig) {
   const nlattr* tuple[CTA_TUPLE_MAX + 1] = {};
   mnl_attr_parse_nested(orig, collect<CTA_TUPLE_MAX + 1>, tuple);
   if (!tuple[CTA_TUPLE_IP] || !tuple[CTA_TUPLE_PROTO]) return false;
@@ -57,9 +48,9 @@ bool matches(const DumpCtx& ctx, const nlattr* orig) {
   const uint16_t dport = ntohs(mnl_attr_get_u16(proto[CTA_PROTO_DST_PORT]));
   const nlattr* ip[CTA_IP_MAX + 1] = {};
   mnl_attr_parse_nested(tuple[CTA_TUPLE_IP], collect<CTA_IP_MAX + 1>, ip);
-  const nlattr* dst = ip[ctx.family == AF_INET ? CTA_IP_V4_DST : CTA_IP_V6_DST];
-  for (const FlushTarget& t : *ctx.targets) {
-    if ((t.family == 4) != (ctx.family == AF_INET)) continue;
+  const nlattr* dst = ip[family == AF_INET ? CTA_IP_V4_DST : CTA_IP_V6_DST];
+  for (const FlushTarget& t : targets) {
+    if ((t.family == 4) != (family == AF_INET)) continue;
     if (dport < t.port || dport - t.port >= t.count) continue;
     if (t.host_ip) {
       if (!dst || mnl_attr_get_payload_len(dst) != static_cast<uint16_t>(t.host_ip->byte_len()) ||
@@ -71,19 +62,6 @@ bool matches(const DumpCtx& ctx, const nlattr* orig) {
     return true;
   }
   return false;
-}
-
-int on_entry(const nlmsghdr* nlh, void* data) {
-  auto* ctx = static_cast<DumpCtx*>(data);
-  const nlattr* tb[CTA_MAX + 1] = {};
-  mnl_attr_parse(nlh, sizeof(nfgenmsg), collect<CTA_MAX + 1>, tb);
-  if (!tb[CTA_TUPLE_ORIG] || !matches(*ctx, tb[CTA_TUPLE_ORIG])) return MNL_CB_OK;
-  Entry e;
-  const auto* p = static_cast<const uint8_t*>(mnl_attr_get_payload(tb[CTA_TUPLE_ORIG]));
-  e.orig_tuple.assign(p, p + mnl_attr_get_payload_len(tb[CTA_TUPLE_ORIG]));
-  if (tb[CTA_ZONE]) e.zone = mnl_attr_get_u16(tb[CTA_ZONE]);
-  ctx->matches.push_back(std::move(e));
-  return MNL_CB_OK;
 }
 
 nlmsghdr* ct_header(char* buf, uint16_t msg, uint16_t flags, int family, uint32_t seq) {
@@ -98,57 +76,52 @@ nlmsghdr* ct_header(char* buf, uint16_t msg, uint16_t flags, int family, uint32_
   return nlh;
 }
 
-// One request, its replies through cb until the ACK or NLMSG_DONE. Returns 0 or -errno.
-int talk(mnl_socket* sock, const nlmsghdr* nlh, mnl_cb_t cb, void* data) {
-  if (mnl_socket_sendto(sock, nlh, nlh->nlmsg_len) < 0) {
-    throw_errno("cannot send a conntrack request");
+// The kernel cannot filter a dump by port, so the dump is read whole and filtered here;
+// deleting while the dump runs would disturb it, so the deletes come after.
+std::vector<Entry> dump_matches(mnl::Socket& sock, int family,
+                                const std::vector<FlushTarget>& targets) {
+  std::vector<Entry> out;
+  char req[MNL_SOCKET_BUFFER_SIZE];
+  const nlmsghdr* dump = ct_header(req, IPCTNL_MSG_CT_GET, NLM_F_DUMP, family, sock.next_seq());
+  int err = sock.talk(dump, [&](const nlmsghdr* nlh) {
+    const nlattr* tb[CTA_MAX + 1] = {};
+    mnl_attr_parse(nlh, sizeof(nfgenmsg), collect<CTA_MAX + 1>, tb);
+    if (!tb[CTA_TUPLE_ORIG] || !matches(family, targets, tb[CTA_TUPLE_ORIG])) return;
+    Entry e;
+    const auto* p = static_cast<const uint8_t*>(mnl_attr_get_payload(tb[CTA_TUPLE_ORIG]));
+    e.orig_tuple.assign(p, p + mnl_attr_get_payload_len(tb[CTA_TUPLE_ORIG]));
+    if (tb[CTA_ZONE]) e.zone = mnl_attr_get_u16(tb[CTA_ZONE]);
+    out.push_back(std::move(e));
+  });
+  if (err < 0) {
+    throw Error(kErrInternal, "cannot dump the conntrack table", std::strerror(-err));
   }
-  const uint32_t portid = mnl_socket_get_portid(sock);
-  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 4);
-  int ret;
-  do {
-    ssize_t n = mnl_socket_recvfrom(sock, buf.data(), buf.size());
-    if (n < 0) return -errno;
-    ret = mnl_cb_run(buf.data(), static_cast<size_t>(n), nlh->nlmsg_seq, portid, cb, data);
-  } while (ret > 0);
-  return ret < 0 ? -errno : 0;
+  return out;
+}
+
+// True when the entry was deleted; an entry that vanished meanwhile is what we wanted too.
+bool delete_entry(mnl::Socket& sock, int family, const Entry& e) {
+  char req[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* del = ct_header(req, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, family, sock.next_seq());
+  mnl_attr_put(del, CTA_TUPLE_ORIG | NLA_F_NESTED, e.orig_tuple.size(), e.orig_tuple.data());
+  if (e.zone) mnl_attr_put_u16(del, CTA_ZONE, *e.zone);
+  int err = sock.talk(del);
+  if (err < 0 && err != -ENOENT) {
+    throw Error(kErrInternal, "cannot delete a conntrack entry", std::strerror(-err));
+  }
+  return err == 0;
 }
 
 }  // namespace
 
-size_t flush_udp_conntrack(const std::vector<FlushTarget>& targets) {
-  if (targets.empty()) return 0;
-  SockPtr sock(mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC));
-  if (!sock) throw_errno("cannot open a ctnetlink socket");
-  if (mnl_socket_bind(sock.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
-    throw_errno("cannot bind the ctnetlink socket");
-  }
-  uint32_t seq = static_cast<uint32_t>(time(nullptr));
+size_t flush_udp_conntrack(mnl::Socket& sock, const std::vector<FlushTarget>& targets) {
   size_t deleted = 0;
   for (int family : {AF_INET, AF_INET6}) {
     bool wanted = false;
     for (const FlushTarget& t : targets) wanted = wanted || (t.family == 4) == (family == AF_INET);
     if (!wanted) continue;
-
-    // The kernel cannot filter a dump by port, so the dump is read whole and filtered here;
-    // deleting while the dump runs would disturb it, so the deletes come after.
-    DumpCtx ctx{family, &targets, {}};
-    char req[MNL_SOCKET_BUFFER_SIZE];
-    const nlmsghdr* dump = ct_header(req, IPCTNL_MSG_CT_GET, NLM_F_DUMP, family, ++seq);
-    int err = talk(sock.get(), dump, on_entry, &ctx);
-    if (err < 0) {
-      throw Error(kErrInternal, "cannot dump the conntrack table", std::strerror(-err));
-    }
-    for (const Entry& e : ctx.matches) {
-      nlmsghdr* del = ct_header(req, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, family, ++seq);
-      mnl_attr_put(del, CTA_TUPLE_ORIG | NLA_F_NESTED, e.orig_tuple.size(), e.orig_tuple.data());
-      if (e.zone) mnl_attr_put_u16(del, CTA_ZONE, *e.zone);
-      err = talk(sock.get(), del, nullptr, nullptr);
-      if (err == 0) {
-        ++deleted;
-      } else if (err != -ENOENT) {  // gone meanwhile: what we wanted
-        throw Error(kErrInternal, "cannot delete a conntrack entry", std::strerror(-err));
-      }
+    for (const Entry& e : dump_matches(sock, family, targets)) {
+      if (delete_entry(sock, family, e)) ++deleted;
     }
   }
   return deleted;

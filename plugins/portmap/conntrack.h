@@ -14,12 +14,17 @@
 
 #include "plugins/portmap/plan.h"
 
+namespace cni::mnl {
+class Socket;
+}
+
 namespace cni::portmap {
 
 // Deletes the UDP entries whose original destination port is in one of `targets` (and whose
-// original destination address is the target's host address, when it has one). Returns how many
-// entries were deleted; an entry that vanished meanwhile is not an error. Throws Error on a
-// netlink failure.
-size_t flush_udp_conntrack(const std::vector<FlushTarget>& targets);
+// original destination address is the target's host address, when it has one), through `sock`,
+// a netfilter socket of the netns (the one the nftables work used: common/mnl.h says why one
+// socket per process). Returns how many entries were deleted; an entry that vanished meanwhile
+// is not an error. Throws Error on a netlink failure, and what an allocation throws.
+size_t flush_udp_conntrack(mnl::Socket& sock, const std::vector<FlushTarget>& targets);
 
 }  // namespace cni::portmap

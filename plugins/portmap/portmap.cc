@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/files.h"
+#include "common/mnl.h"
 #include "common/netlink.h"
 #include "plugins/portmap/conntrack.h"
 
@@ -266,7 +267,9 @@ Error conflict(const Config& config, const Group& g, const SetElement& key) {
 
 void flush_conntrack(const std::vector<FlushTarget>& targets) {
   try {
-    size_t n = flush_udp_conntrack(targets);
+    if (targets.empty()) return;
+    mnl::Socket sock = mnl::Socket::netfilter();
+    size_t n = flush_udp_conntrack(sock, targets);
     if (n > 0) spdlog::debug("portmap: flushed {} UDP conntrack entries", n);
   } catch (const Error& e) {
     // As in the reference: stale entries are a nuisance, not a reason to fail the call.
