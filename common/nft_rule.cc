@@ -1,6 +1,5 @@
 #include "common/nft_rule.h"
 
-#include <arpa/inet.h>
 #include <linux/if.h>
 #include <linux/rtnetlink.h>
 
@@ -33,25 +32,7 @@ Bytes host32(uint32_t v) {
 
 Bytes u8(uint8_t v) { return {v}; }
 
-Bytes ipv4(const std::string& addr) {
-  Bytes b(4);
-  if (inet_pton(AF_INET, addr.c_str(), b.data()) != 1) {
-    throw Error(kErrInternal, "invalid IPv4 address", addr);
-  }
-  return b;
-}
-
-Bytes ipv6(const std::string& addr) {
-  Bytes b(16);
-  if (inet_pton(AF_INET6, addr.c_str(), b.data()) != 1) {
-    throw Error(kErrInternal, "invalid IPv6 address", addr);
-  }
-  return b;
-}
-
-Bytes ip(const std::string& addr) {
-  return addr.find(':') == std::string::npos ? ipv4(addr) : ipv6(addr);
-}
+Bytes addr(const IpAddr& a) { return Bytes(a.bytes(), a.bytes() + a.byte_len()); }
 
 Bytes ifname(const std::string& name) {
   if (name.size() >= IFNAMSIZ) {
@@ -240,38 +221,22 @@ Rule& Rule::nfproto(uint8_t proto) { return meta(NFT_META_NFPROTO).cmp(NFT_CMP_E
 
 Rule& Rule::l4proto(uint8_t proto) { return meta(NFT_META_L4PROTO).cmp(NFT_CMP_EQ, u8(proto)); }
 
-Rule& Rule::addr_match(bool source, const Bytes& addr, int prefix_len, bool equal) {
-  const bool v4 = addr.size() == 4;
-  if (!v4 && addr.size() != 16) {
-    throw Error(kErrInternal, "nft address match: not an IPv4 or IPv6 address");
-  }
-  const int bits = v4 ? 32 : 128;
-  if (prefix_len < 0 || prefix_len > bits) {
-    throw Error(kErrInternal, "nft address match: bad prefix length " + std::to_string(prefix_len));
-  }
+Rule& Rule::addr_match(bool source, const Prefix& prefix, bool equal) {
+  const bool v4 = prefix.addr().is_v4();
+  const Prefix net = prefix.network();
   const uint32_t offset = v4 ? (source ? 12 : 16) : (source ? 8 : 24);
-  payload(NFT_PAYLOAD_NETWORK_HEADER, offset, static_cast<uint32_t>(addr.size()));
-  Bytes value = addr;
-  if (prefix_len < bits) {
-    Bytes mask(addr.size(), 0);
-    for (int i = 0; i < prefix_len; ++i) {
-      mask[static_cast<size_t>(i / 8)] |= static_cast<uint8_t>(0x80 >> (i % 8));
-    }
-    for (size_t i = 0; i < value.size(); ++i) {
-      value[i] &= mask[i];
-    }
-    bitwise(mask, Bytes(addr.size(), 0));
+  payload(NFT_PAYLOAD_NETWORK_HEADER, offset, static_cast<uint32_t>(prefix.addr().byte_len()));
+  if (prefix.len() < prefix.addr().bits()) {
+    const IpAddr ones = Prefix(net.addr(), 0).last();  // every bit set
+    const Bytes mask = addr(mask_addr(ones, prefix.len()));
+    bitwise(mask, Bytes(mask.size(), 0));
   }
-  return cmp(equal ? NFT_CMP_EQ : NFT_CMP_NEQ, value);
+  return cmp(equal ? NFT_CMP_EQ : NFT_CMP_NEQ, addr(net.addr()));
 }
 
-Rule& Rule::saddr(const Bytes& addr, int prefix_len, bool equal) {
-  return addr_match(true, addr, prefix_len, equal);
-}
+Rule& Rule::saddr(const Prefix& prefix, bool equal) { return addr_match(true, prefix, equal); }
 
-Rule& Rule::daddr(const Bytes& addr, int prefix_len, bool equal) {
-  return addr_match(false, addr, prefix_len, equal);
-}
+Rule& Rule::daddr(const Prefix& prefix, bool equal) { return addr_match(false, prefix, equal); }
 
 Rule& Rule::dport(uint8_t proto, uint16_t port) {
   return l4proto(proto).payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2).cmp(NFT_CMP_EQ, be16(port));

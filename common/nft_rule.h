@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "common/ip.h"
+
 struct nftnl_rule;
 
 namespace cni::nft {
@@ -32,12 +34,10 @@ Bytes be16(uint16_t v);
 Bytes be32(uint32_t v);
 Bytes host32(uint32_t v);
 Bytes u8(uint8_t v);
-Bytes ipv4(const std::string& addr);  // "10.0.0.1"; throws on a bad address
-Bytes ipv6(const std::string& addr);
-Bytes ip(const std::string& addr);      // either family
+Bytes addr(const IpAddr& a);            // network order: 4 bytes for IPv4, 16 for IPv6
 Bytes ifname(const std::string& name);  // NUL padded to IFNAMSIZ, as `iifname "x"` compares
 // A concatenated key or value: each field padded to 4 bytes, the layout of consecutive 32-bit
-// registers (so `ip daddr . tcp dport` is concat({ipv4(a), be16(p)}), 8 bytes).
+// registers (so `ip daddr . tcp dport` is concat({addr(a), be16(p)}), 8 bytes).
 Bytes concat(const std::vector<Bytes>& fields);
 
 // Registers. A concatenation loads its fields into consecutive 32-bit registers: reg32(0),
@@ -98,9 +98,10 @@ class Rule {
   Rule& oifname(const std::string& name, bool equal = true);
   Rule& nfproto(uint8_t proto);  // NFPROTO_IPV4/IPV6: needed before IP matches in inet tables
   Rule& l4proto(uint8_t proto);  // IPPROTO_TCP, ...
-  // ip/ip6 saddr or daddr in prefix: addr must be 4 or 16 bytes.
-  Rule& saddr(const Bytes& addr, int prefix_len, bool equal = true);
-  Rule& daddr(const Bytes& addr, int prefix_len, bool equal = true);
+  // `ip saddr 10.0.0.0/8` (or ip6, by the prefix's family; `!=` when not equal). Host bits of the
+  // prefix's address are ignored.
+  Rule& saddr(const Prefix& prefix, bool equal = true);
+  Rule& daddr(const Prefix& prefix, bool equal = true);
   Rule& dport(uint8_t l4proto, uint16_t port);  // `tcp dport 80`
   Rule& ct_state(uint32_t mask);                // `ct state established,related` (NF_CT_STATE_*)
   Rule& fib_daddr_local();                      // `fib daddr type local`
@@ -112,7 +113,7 @@ class Rule {
   struct Deleter {
     void operator()(nftnl_rule* r) const;
   };
-  Rule& addr_match(bool source, const Bytes& addr, int prefix_len, bool equal);
+  Rule& addr_match(bool source, const Prefix& prefix, bool equal);
   Family family_;
   std::unique_ptr<nftnl_rule, Deleter> rule_;
 };

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "common/ip.h"
 #include "common/nft.h"
 
 namespace cni::bridge {
@@ -123,11 +124,11 @@ std::vector<ChainDef> inet_chains(const std::string& table) {
   ChainDef post{{kPostrouting, nft::Hook{NF_INET_POST_ROUTING, 100, "nat", NF_ACCEPT}}, {}};
   rule(post, "no masquerade for multicast v4")
       .nfproto(NFPROTO_IPV4)
-      .daddr(nft::ipv4("224.0.0.0"), 4)
+      .daddr(*Prefix::parse("224.0.0.0/4"))
       .verdict(Verdict::ret());
   rule(post, "no masquerade for multicast v6")
       .nfproto(NFPROTO_IPV6)
-      .daddr(nft::ipv6("ff00::"), 8)
+      .daddr(*Prefix::parse("ff00::/8"))
       .verdict(Verdict::ret());
   rule(post, "own bridge v4")
       .nfproto(NFPROTO_IPV4)
@@ -213,17 +214,23 @@ Bytes iface_pair(const std::string& iface) {
   return nft::concat({nft::ifname(iface), nft::ifname(iface)});
 }
 
-bool is_v6(const std::string& ip) { return ip.find(':') != std::string::npos; }
+// The state file keeps the masqueraded addresses as text.
+IpAddr state_ip(const std::string& text) {
+  std::optional<IpAddr> ip = IpAddr::parse(text);
+  if (!ip) throw Error(kErrInternal, "invalid address in the attachment's state", text);
+  return *ip;
+}
 
 // One attachment's elements, set by set.
 std::vector<std::pair<const char*, Element>> masq_elements(const AttachmentState& s) {
   std::vector<std::pair<const char*, Element>> out;
-  for (const std::string& ip : s.masq_ips) {
-    const bool v6 = is_v6(ip);
-    out.push_back({v6 ? kMasq6 : kMasq4, Element{nft::ip(ip), {}, std::nullopt}});
+  for (const std::string& text : s.masq_ips) {
+    const IpAddr ip = state_ip(text);
+    const bool v6 = !ip.is_v4();
+    out.push_back({v6 ? kMasq6 : kMasq4, Element{nft::addr(ip), {}, std::nullopt}});
     for (const std::string& iface : s.fw_ifaces) {
       out.push_back({v6 ? kMasqOwn6 : kMasqOwn4,
-                     Element{nft::concat({nft::ip(ip), nft::ifname(iface)}), {}, std::nullopt}});
+                     Element{nft::concat({nft::addr(ip), nft::ifname(iface)}), {}, std::nullopt}});
     }
   }
   return out;

@@ -37,7 +37,7 @@ Group publish(const Config& config, const PortMapping& m, Proto proto, const Fam
   const char* allow_set =
       f.v6 ? (wildcard ? kAllow6Any : kAllow6Ip) : (wildcard ? kAllow4Any : kAllow4Ip);
   const uint8_t p = static_cast<uint8_t>(proto);
-  const nft::Bytes ctr = nft::ip(f.container.addr().str());
+  const nft::Bytes ctr = nft::addr(f.container.addr());
 
   Group g;
   g.exclusive = true;
@@ -48,7 +48,7 @@ Group publish(const Config& config, const PortMapping& m, Proto proto, const Fam
 
   auto key_fields = [&](uint16_t port) {
     std::vector<nft::Bytes> fields;
-    if (!wildcard) fields.push_back(nft::ip(m.host_ip->str()));
+    if (!wildcard) fields.push_back(nft::addr(*m.host_ip));
     fields.push_back(nft::u8(p));
     fields.push_back(nft::be16(port));
     return fields;
@@ -77,8 +77,8 @@ Group publish(const Config& config, const PortMapping& m, Proto proto, const Fam
   for (const Prefix& s : sources) {
     std::vector<nft::Bytes> from = key_fields(m.host_port);
     std::vector<nft::Bytes> to = key_fields(last_port);
-    from.push_back(nft::ip(s.first().str()));
-    to.push_back(nft::ip(s.last().str()));
+    from.push_back(nft::addr(s.first()));
+    to.push_back(nft::addr(s.last()));
     nft::Element e;
     e.key = nft::concat(from);
     e.key_end = nft::concat(to);
@@ -88,10 +88,10 @@ Group publish(const Config& config, const PortMapping& m, Proto proto, const Fam
 }
 
 SetElement masq_element(const FamilyPlan& f, const Prefix& sources) {
-  const nft::Bytes ctr = nft::ip(f.container.addr().str());
+  const nft::Bytes ctr = nft::addr(f.container.addr());
   nft::Element e;
-  e.key = nft::concat({ctr, nft::ip(sources.first().str())});
-  e.key_end = nft::concat({ctr, nft::ip(sources.last().str())});
+  e.key = nft::concat({ctr, nft::addr(sources.first())});
+  e.key_end = nft::concat({ctr, nft::addr(sources.last())});
   return {f.v6 ? kMasq6 : kMasq4, std::move(e)};
 }
 

@@ -105,21 +105,20 @@ void add_hostport_rules(nft::NftTransaction& tx, const std::string& table, const
   tx.add_rule(dnat);
 }
 
-void add_conditions(nft::Rule& r, const std::vector<Condition>& conditions, bool v6) {
+void add_conditions(nft::Rule& r, const std::vector<Condition>& conditions) {
   for (const Condition& c : conditions) {
     switch (c.kind) {
       case Condition::Kind::kSaddr:
-        r.saddr(nft::ip(c.prefix.addr().str()), c.prefix.len(), !c.negate);
+        r.saddr(c.prefix, !c.negate);
         break;
       case Condition::Kind::kDaddr:
-        r.daddr(nft::ip(c.prefix.addr().str()), c.prefix.len(), !c.negate);
+        r.daddr(c.prefix, !c.negate);
         break;
       case Condition::Kind::kIifname:
         r.iifname(c.ifname, !c.negate);
         break;
     }
   }
-  (void)v6;
 }
 
 // <conditions> fib daddr type local jump hostports, per family. In output, ::1 is left alone:
@@ -129,8 +128,8 @@ void add_jump_rules(nft::NftTransaction& tx, const Config& config, const char* c
   for (bool v6 : {false, true}) {
     nft::Rule r(kInet, config.table, chain);
     r.nfproto(Fam{v6}.nfproto());
-    if (output && v6) r.daddr(nft::ipv6("::1"), 128, /*equal=*/false);
-    add_conditions(r, v6 ? config.conditions_v6 : config.conditions_v4, v6);
+    if (output && v6) r.daddr(*Prefix::parse("::1/128"), /*equal=*/false);
+    add_conditions(r, v6 ? config.conditions_v6 : config.conditions_v4);
     r.fib_daddr_local().verdict(nft::Verdict::jump(kHostports));
     if (!v6) r.comment(tag);
     tx.add_rule(r);

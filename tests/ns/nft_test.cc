@@ -19,6 +19,9 @@ namespace {
 
 std::string table_name(const std::string& suffix) { return tnst::prefix() + "_" + suffix; }
 
+nft::Bytes addr(const char* text) { return nft::addr(*cni::IpAddr::parse(text)); }
+cni::Prefix net(const char* text) { return *cni::Prefix::parse(text); }
+
 std::string nft_list(const TestNetns& ns, const std::string& what) {
   tnst::ShResult r = ns.exec("nft list " + what);
   CHECK_MESSAGE(r.status == 0, r.out);
@@ -45,8 +48,8 @@ void build_ruleset(nft::NftTransaction& tx, const std::string& t) {
   tx.add_set(ip, t, {.name = "byif", .key = {nft::kTypeIfname}, .verdict_map = true});
   tx.add_set(ip, t, {.name = "marks", .key = {nft::kTypeMark}});
   tx.add_elements(ip, t, "hostports",
-                  {{.key = nft::concat({nft::ipv4("10.0.0.1"), nft::be16(8080)}),
-                    .data = nft::concat({nft::ipv4("10.1.0.2"), nft::be16(80)})}});
+                  {{.key = nft::concat({addr("10.0.0.1"), nft::be16(8080)}),
+                    .data = nft::concat({addr("10.1.0.2"), nft::be16(80)})}});
   tx.add_elements(ip, t, "ports", {{.key = nft::concat({nft::u8(IPPROTO_TCP), nft::be16(80)})}});
   tx.add_elements(ip, t, "byif",
                   {{.key = nft::ifname("tveth0"), .verdict = nft::Verdict::jump("c2")}});
@@ -81,8 +84,9 @@ void build_ruleset(nft::NftTransaction& tx, const std::string& t) {
                         .proto_min = nft::reg32(1)})
                   .comment("tag2"));
   tx.add_rule(nft::Rule(ip, t, "post")
-                  .saddr(nft::ipv4("10.1.0.0"), 24)
-                  .daddr(nft::ipv4("10.1.0.0"), 24, false)
+                  .saddr(net("10.1.0.7/24"))  // host bits are not part of the match
+                  .daddr(net("10.1.0.0/24"), false)
+                  .daddr(net("10.9.9.9/32"), false)
                   .masquerade()
                   .comment("tag1"));
 
@@ -91,7 +95,7 @@ void build_ruleset(nft::NftTransaction& tx, const std::string& t) {
   tx.add_chain(Family::kInet, t, {.name = "in"});
   tx.add_rule(nft::Rule(Family::kInet, t, "in")
                   .nfproto(NFPROTO_IPV6)
-                  .saddr(nft::ipv6("fd00:10::"), 64)
+                  .saddr(net("fd00:10::1/64"))
                   .counter()
                   .verdict(nft::Verdict::ret()));
 }
@@ -131,8 +135,8 @@ TEST_CASE("nft: one batch builds tables, chains, concatenated maps and tagged ru
   std::optional<std::vector<nft::Element>> hp = tx.list_elements(ip, t, "hostports");
   REQUIRE(hp.has_value());
   REQUIRE(hp->size() == 1);
-  CHECK((*hp)[0].key == nft::concat({nft::ipv4("10.0.0.1"), nft::be16(8080)}));
-  CHECK((*hp)[0].data == nft::concat({nft::ipv4("10.1.0.2"), nft::be16(80)}));
+  CHECK((*hp)[0].key == nft::concat({addr("10.0.0.1"), nft::be16(8080)}));
+  CHECK((*hp)[0].data == nft::concat({addr("10.1.0.2"), nft::be16(80)}));
   std::optional<std::vector<nft::Element>> byif = tx.list_elements(ip, t, "byif");
   REQUIRE(byif.has_value());
   REQUIRE(byif->size() == 1);
@@ -155,7 +159,9 @@ TEST_CASE("nft: one batch builds tables, chains, concatenated maps and tagged ru
   check_contains(text, "iifname vmap @byif");
   check_contains(text, "udp dport 53 drop");
   check_contains(text, "dnat ip to ip daddr . tcp dport map @hostports comment \"tag2\"");
-  check_contains(text, "ip saddr 10.1.0.0/24 ip daddr != 10.1.0.0/24 masquerade comment \"tag1\"");
+  check_contains(text,
+                 "ip saddr 10.1.0.0/24 ip daddr != 10.1.0.0/24 ip daddr != 10.9.9.9 masquerade "
+                 "comment \"tag1\"");
   check_contains(text, "type ipv4_addr . inet_service : ipv4_addr . inet_service");
   check_contains(text, "elements = { 10.0.0.1 . 8080 : 10.1.0.2 . 80 }");
   check_contains(text, "type inet_proto . inet_service");
@@ -193,7 +199,7 @@ TEST_CASE("nft: one batch builds tables, chains, concatenated maps and tagged ru
       }
     }
     del.delete_elements(ip, t, "hostports",
-                        {{.key = nft::concat({nft::ipv4("10.0.0.1"), nft::be16(8080)})}});
+                        {{.key = nft::concat({addr("10.0.0.1"), nft::be16(8080)})}});
   });
   nft::NftTransaction after = nft::NftTransaction::open();
   CHECK(after.list_rules(ip, t, "fwd")->size() == 3);
