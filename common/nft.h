@@ -1,13 +1,24 @@
 #pragma once
 // nftables over libmnl + libnftnl: one batch per CNI call, committed atomically.
 //
-// NftTransaction opens one NETLINK_NETFILTER socket in the calling thread's netns, reads the
-// ruleset generation id and queues messages into one batch whose begin message carries that id.
-// If anyone changed the ruleset since (another plugin, `nft -f`), the kernel refuses the whole
-// batch with ERESTART; nft::run() then rebuilds and retries. Reads done inside the build
-// function therefore see a ruleset that the commit is checked against (optimistic locking).
+// nft::run() is how a plugin changes the ruleset. It takes tether's host-wide commit lock
+// (common/nft_lock.h), reads what it needs through an NftTransaction, queues messages into one
+// batch and commits it, then lets the lock go. The lock is what keeps the reads true until the
+// commit: no other tether call can change tether's tables in between.
+//
+// Other programs (kube-proxy, firewalld, Docker, `nft -f`) commit whenever they like, to tables
+// of their own. The batch therefore does not carry the ruleset's generation id: with it, every
+// one of their commits between tether's reads and its commit would refuse tether's batch
+// (ERESTART), and on a busy node a call could fail however often it retried. Without it, their
+// commits to other tables cannot touch tether's. A commit that does touch tether's tables
+// (someone deleting tether's table by hand) makes tether's batch refer to something that is gone
+// or already there: the kernel refuses it (ENOENT, EEXIST, EBUSY), the transaction sees that the
+// generation moved since its reads, and nft::run() reads again and rebuilds, with jittered
+// backoff, for as long as its time budget lasts.
+//
 // Every ACK is drained, so a failed batch reports each failing message, with the kernel's
 // extended-ACK text when it sends one.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -89,7 +100,8 @@ struct RuleInfo {
 class NftTransaction {
  public:
   // A transaction on `sock`, which it works through (and in whose netns): reads the generation
-  // id. The socket must outlive the transaction.
+  // id, which tells a refusal caused by someone else's commit from one of our own making. The
+  // socket must outlive the transaction.
   explicit NftTransaction(mnl::Socket& sock);
   // As above, on a socket of its own opened in the current netns.
   static NftTransaction open();
@@ -117,9 +129,11 @@ class NftTransaction {
   void delete_rule(Family family, const std::string& table, const std::string& chain,
                    uint64_t handle);
 
-  // Sends the batch and drains every ACK. Throws Error(kErrTryAgainLater) when the ruleset
-  // changed since open() (ERESTART), Error(kErrInternal) listing each failed message otherwise.
-  // Nothing of the batch is applied when it throws. The transaction is spent afterwards.
+  // Sends the batch and drains every ACK. When the kernel refuses it, throws
+  // Error(kErrTryAgainLater) if a change since this transaction began can explain why (the
+  // generation moved, and a message found something gone or already there), and
+  // Error(kErrInternal) listing each failed message otherwise. Nothing of the batch is applied
+  // when it throws. The transaction is spent afterwards. Takes no lock: nft::run() does.
   void commit();
 
   // Reads, answered from the live ruleset. nullopt when the table/set/chain does not exist.
@@ -147,8 +161,21 @@ class NftTransaction {
   bool spent_ = false;
 };
 
-// Runs build() on a fresh transaction and commits it; when the ruleset changed concurrently
-// (ERESTART) it starts over, up to `attempts` times, then throws Error(kErrTryAgainLater).
-void run(const std::function<void(NftTransaction&)>& build, int attempts = 5);
+// How long nft::run() keeps trying: waiting for the commit lock, and rebuilding after a refusal
+// that another program's change explains. Seconds, because a CNI DEL that fails leaks or makes
+// the runtime retry forever, while runtimes give a call minutes.
+inline constexpr std::chrono::seconds kRunBudget{10};
+
+// Under the commit lock, runs build() on a fresh transaction and commits it. When the commit
+// throws Error(kErrTryAgainLater) it waits (jittered, growing) and starts over, reads included,
+// until `budget` has passed; then it throws that error, saying how often it tried. build() must
+// not take other locks, and should read only what it needs (by key: get_element) -- the lock is
+// held while it runs. Other errors, build()'s own included, go straight to the caller.
+void run(mnl::Socket& sock, const std::function<void(NftTransaction&)>& build,
+         std::chrono::milliseconds budget = kRunBudget);
+// As above on a socket of its own, released after the lock (a release can wait for an RCU grace
+// period: common/mnl.h).
+void run(const std::function<void(NftTransaction&)>& build,
+         std::chrono::milliseconds budget = kRunBudget);
 
 }  // namespace cni::nft

@@ -1,7 +1,5 @@
 #include "common/nft_batch.h"
 
-#include <arpa/inet.h>
-#include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
 
 #include <algorithm>
@@ -52,7 +50,19 @@ Ack parse_ack(const nlmsghdr* nlh) {
   return out;
 }
 
-std::string describe(const std::vector<Refusal>& refused) {
+}  // namespace
+
+bool Outcome::could_be_conflict() const {
+  if (refused.empty()) return false;
+  for (const Refusal& r : refused) {
+    if (r.error != ENOENT && r.error != EEXIST && r.error != EBUSY && r.error != ERESTART) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Outcome::describe() const {
   std::string details;
   for (const Refusal& r : refused) {
     if (!details.empty()) details += "; ";
@@ -62,31 +72,18 @@ std::string describe(const std::vector<Refusal>& refused) {
   return details;
 }
 
-}  // namespace
-
-void Outcome::raise_unless_applied(uint32_t genid) const {
-  for (const Refusal& r : refused) {
-    if (r.error == ERESTART) {
-      throw Error(kErrTryAgainLater, "the nftables ruleset changed concurrently",
-                  "generation " + std::to_string(genid) + " is stale");
-    }
-  }
+void Outcome::raise() const {
   if (!refused.empty()) {
-    throw Error(kErrInternal, "nftables transaction failed", describe(refused));
+    throw Error(kErrInternal, "nftables transaction failed", describe());
   }
-  if (acks_lost) {
-    throw Error(kErrInternal, "nftables transaction: acknowledgements lost",
-                "the outcome of " + std::to_string(messages) + " messages is unknown");
-  }
+  throw Error(kErrInternal, "nftables transaction: acknowledgements lost",
+              "the outcome of " + std::to_string(messages) + " messages is unknown");
 }
 
-Batch::Batch(mnl::Socket& sock, std::optional<uint32_t> genid)
+Batch::Batch(mnl::Socket& sock)
     : sock_(sock), batch_(non_null(nftnl_batch_alloc(kBatchPage, kBatchOverrun))) {
   begin_seq_ = sock_.next_seq();
-  nlmsghdr* begin = nftnl_batch_begin(buffer(), begin_seq_);
-  if (genid) {
-    mnl_attr_put_u32(begin, NFNL_BATCH_GENID, htonl(*genid));
-  }
+  nftnl_batch_begin(buffer(), begin_seq_);
   done();
 }
 

@@ -33,17 +33,18 @@ struct Outcome {
   size_t messages = 0;
 
   bool applied() const { return refused.empty() && !acks_lost; }
-  // Throws unless applied: Error(kErrTryAgainLater) when the batch was refused because the
-  // ruleset generation moved (ERESTART), Error(kErrInternal) listing each refused message
-  // otherwise, or saying that the outcome is unknown.
-  void raise_unless_applied(uint32_t genid) const;
+  // A refusal that someone else's commit in the meantime can explain: an object the batch
+  // refers to vanished or appeared (ENOENT, EEXIST, EBUSY), or a generation check (ERESTART).
+  bool could_be_conflict() const;
+  std::string describe() const;  // each refused message and why
+  // Error(kErrInternal) listing each refused message, or saying that the outcome is unknown.
+  [[noreturn]] void raise() const;
 };
 
 class Batch {
  public:
-  // The begin message carries `genid` when there is one: the kernel then refuses the whole
-  // batch with ERESTART if the ruleset changed since that generation.
-  Batch(mnl::Socket& sock, std::optional<uint32_t> genid);
+  // The batch carries no generation id (common/nft.h says why).
+  explicit Batch(mnl::Socket& sock);
 
   // Starts the next message and returns its header; build the payload into it, then done().
   // `description` names the message in error reports.

@@ -89,8 +89,7 @@ Batch& NftTransaction::batch() {
     throw Error(kErrInternal, "nftables transaction reused after commit");
   }
   if (!batch_) {
-    // The generation id in the batch begin turns a concurrent change into ERESTART.
-    batch_ = std::make_unique<Batch>(*sock_, genid_);
+    batch_ = std::make_unique<Batch>(*sock_);
   }
   return *batch_;
 }
@@ -230,7 +229,18 @@ void NftTransaction::commit() {
   }
   const Outcome outcome = batch_->commit();
   batch_.reset();
-  outcome.raise_unless_applied(genid_);
+  if (outcome.applied()) {
+    return;
+  }
+  if (outcome.could_be_conflict()) {
+    const uint32_t now = read_genid(*sock_);
+    if (now != genid_) {
+      throw Error(kErrTryAgainLater, "the nftables ruleset changed concurrently",
+                  outcome.describe() + " (generation " + std::to_string(genid_) + ", now " +
+                      std::to_string(now) + ")");
+    }
+  }
+  outcome.raise();
 }
 
 }  // namespace cni::nft

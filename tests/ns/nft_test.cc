@@ -1,13 +1,20 @@
 #include "common/nft.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 
+#include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/error.h"
+#include "common/files.h"
 #include "common/netns.h"
+#include "common/nft_lock.h"
 #include "tests/ns/fixture.h"
 
 using cni::NetnsGuard;
@@ -249,61 +256,146 @@ TEST_CASE("nft: a batch with one bad message applies nothing and reports the ker
   CHECK_THROWS_AS(tx.commit(), cni::Error);  // spent
 }
 
-TEST_CASE("nft: a concurrent change makes the commit fail with ERESTART and run() retries") {
+namespace {
+
+// Another program's commit: a socket of its own, no lock.
+void foreign_commit(const std::function<void(nft::NftTransaction&)>& build) {
+  nft::NftTransaction other = nft::NftTransaction::open();
+  build(other);
+  other.commit();
+}
+
+}  // namespace
+
+TEST_CASE("nft: another writer's commit between the reads and the commit does not fail it") {
   TestNetns ns("nftgen");
   NetnsGuard guard(ns.fd());
   const std::string mine = table_name("mine");
   const std::string theirs = table_name("theirs");
 
-  // Unit level: a stale generation id is refused as a whole.
-  {
-    nft::NftTransaction stale = nft::NftTransaction::open();
-    nft::NftTransaction other = nft::NftTransaction::open();
-    other.add_table(Family::kIpv4, theirs);
-    other.commit();
-    CHECK(nft::NftTransaction::open().genid() != stale.genid());
-    stale.add_table(Family::kIpv4, mine);
-    try {
-      stale.commit();
-      FAIL("a stale generation was accepted");
-    } catch (const cni::Error& e) {
-      CHECK(e.code() == cni::kErrTryAgainLater);
-    }
-    CHECK_FALSE(nft::NftTransaction::open().table_exists(Family::kIpv4, mine));
-  }
-
-  // run() rebuilds on a fresh generation.
-  int attempts = 0;
-  nft::run([&](nft::NftTransaction& tx) {
-    ++attempts;
-    tx.add_table(Family::kIpv4, mine);
-    if (attempts == 1) {
-      nft::NftTransaction other = nft::NftTransaction::open();
-      other.add_chain(Family::kIpv4, theirs, {.name = "meanwhile"});
-      other.commit();
-    }
-  });
-  CHECK(attempts == 2);
+  // Unit level: the generation moved, and our batch still lands.
+  nft::NftTransaction tx = nft::NftTransaction::open();
+  CHECK_FALSE(tx.table_exists(Family::kIpv4, mine));
+  foreign_commit([&](nft::NftTransaction& o) { o.add_table(Family::kIpv4, theirs); });
+  CHECK(nft::NftTransaction::open().genid() != tx.genid());
+  tx.add_table(Family::kIpv4, mine);
+  tx.commit();
   CHECK(nft::NftTransaction::open().table_exists(Family::kIpv4, mine));
 
-  // ...and gives up with code 11 when the ruleset never holds still.
+  // run(): a foreign commit to another table between the reads and the commit, every time:
+  // one attempt each, never a failure.
+  int attempts = 0;
+  for (int i = 0; i < 20; ++i) {
+    nft::run([&](nft::NftTransaction& t) {
+      ++attempts;
+      CHECK(t.table_exists(Family::kIpv4, mine));
+      t.add_chain(Family::kIpv4, mine, {.name = "c" + std::to_string(i)});
+      foreign_commit([&](nft::NftTransaction& o) {
+        o.add_chain(Family::kIpv4, theirs, {.name = "busy" + std::to_string(i)});
+      });
+    });
+  }
+  CHECK(attempts == 20);
+  CHECK(nft::NftTransaction::open().list_chains(Family::kIpv4, mine)->size() == 20);
+}
+
+TEST_CASE("nft: a foreign change that breaks the batch is read again, within a time budget") {
+  TestNetns ns("nftbusy");
+  NetnsGuard guard(ns.fd());
+  const std::string t = table_name("busy");
+  const nft::Element e{.key = nft::be32(0x0a000001)};
+  nft::run([&](nft::NftTransaction& tx) {
+    tx.add_table(Family::kIpv4, t);
+    tx.add_set(Family::kIpv4, t, {.name = "s", .key = {nft::kTypeIpv4Addr}});
+  });
+
+  // The build reads e, finds it and queues its delete; before the commit someone else deletes
+  // it (after putting it back for the read). The kernel refuses the delete (ENOENT) and the
+  // generation moved: run() starts over. After more attempts than the old limit of five, the
+  // other writer stops, the read finds nothing to delete, and the call succeeds.
+  auto interfering_build = [&](int& attempts, int interfere_until) {
+    return [&, interfere_until](nft::NftTransaction& tx) {
+      const bool interfere = ++attempts <= interfere_until;
+      if (interfere) {
+        foreign_commit([&](nft::NftTransaction& o) { o.add_elements(Family::kIpv4, t, "s", {e}); });
+      }
+      if (tx.get_element(Family::kIpv4, t, "s", e)) tx.delete_elements(Family::kIpv4, t, "s", {e});
+      if (interfere) {
+        foreign_commit(
+            [&](nft::NftTransaction& o) { o.delete_elements(Family::kIpv4, t, "s", {e}); });
+      }
+    };
+  };
+  int attempts = 0;
+  nft::run(interfering_build(attempts, 8));
+  CHECK(attempts == 9);
+
+  // When it never stops, run() gives up once the budget is spent, with code 11.
   attempts = 0;
+  const auto start = std::chrono::steady_clock::now();
   try {
-    nft::run(
-        [&](nft::NftTransaction& tx) {
-          ++attempts;
-          tx.add_table(Family::kIpv4, table_name("never"));
-          nft::NftTransaction other = nft::NftTransaction::open();
-          other.add_chain(Family::kIpv4, theirs, {.name = "busy" + std::to_string(attempts)});
-          other.commit();
-        },
-        3);
+    nft::run(interfering_build(attempts, 1 << 30), std::chrono::milliseconds(300));
     FAIL("run() did not give up");
   } catch (const cni::Error& e) {
     CHECK(e.code() == cni::kErrTryAgainLater);
+    check_contains(e.details(), "delete element from ip " + t + " s");
+    check_contains(e.details(), "attempts in");
   }
-  CHECK(attempts == 3);
-  CHECK_FALSE(nft::NftTransaction::open().table_exists(Family::kIpv4, table_name("never")));
+  const auto spent = std::chrono::steady_clock::now() - start;
+  CHECK(attempts > 5);
+  CHECK(spent >= std::chrono::milliseconds(150));
+  CHECK(spent < std::chrono::seconds(3));
+
+  // A refusal nobody else caused is not retried: the same ENOENT with the generation unchanged.
+  attempts = 0;
+  try {
+    nft::run([&](nft::NftTransaction& tx) {
+      ++attempts;
+      tx.delete_elements(Family::kIpv4, t, "s", {e});
+    });
+    FAIL("the batch was accepted");
+  } catch (const cni::Error& err) {
+    CHECK(err.code() == cni::kErrInternal);
+  }
+  CHECK(attempts == 1);
+}
+
+TEST_CASE("nft: run() holds tether's host-wide commit lock, waits for it, and gives up") {
+  TestNetns ns("nftlock");
+  NetnsGuard guard(ns.fd());
+  const std::string t = table_name("lock");
+  nft::run([&](nft::NftTransaction& tx) { tx.add_table(Family::kIpv4, t); });  // makes the file
+
+  // Held by "another tether process" (flock excludes another open file of the same process).
+  cni::Fd held(open(nft::kCommitLockPath, O_RDWR | O_CLOEXEC));
+  REQUIRE(held);
+  REQUIRE(flock(held.get(), LOCK_EX) == 0);
+  try {
+    nft::run([&](nft::NftTransaction& tx) { tx.add_chain(Family::kIpv4, t, {.name = "late"}); },
+             std::chrono::milliseconds(100));
+    FAIL("run() did not wait for the lock");
+  } catch (const cni::Error& e) {
+    CHECK(e.code() == cni::kErrTryAgainLater);
+    CHECK(e.msg() == "nftables is busy");
+  }
+  CHECK(nft::NftTransaction::open().list_chains(Family::kIpv4, t)->empty());
+
+  // Released while run() waits: it goes on.
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    flock(held.get(), LOCK_UN);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  nft::run([&](nft::NftTransaction& tx) { tx.add_chain(Family::kIpv4, t, {.name = "after"}); });
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(40));
+  release.join();
+  CHECK(nft::NftTransaction::open().list_chains(Family::kIpv4, t)->size() == 1);
+
+  // While build() runs, the lock is taken.
+  nft::run([&](nft::NftTransaction&) {
+    cni::Fd probe(open(nft::kCommitLockPath, O_RDWR | O_CLOEXEC));
+    CHECK(flock(probe.get(), LOCK_EX | LOCK_NB) != 0);
+  });
 }
 
 TEST_CASE("nft: large batches span pages and element messages are chunked") {
