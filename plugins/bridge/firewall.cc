@@ -3,6 +3,7 @@
 #include <linux/netfilter/nf_conntrack_common.h>
 
 #include <algorithm>
+#include <set>
 
 #include "common/error.h"
 #include "common/ip.h"
@@ -214,6 +215,9 @@ Bytes iface_pair(const std::string& iface) {
   return nft::concat({nft::ifname(iface), nft::ifname(iface)});
 }
 
+// Elements, each with the set it belongs to.
+using Placed = std::vector<std::pair<const char*, Element>>;
+
 // The state file keeps the masqueraded addresses as text.
 IpAddr state_ip(const std::string& text) {
   std::optional<IpAddr> ip = IpAddr::parse(text);
@@ -222,8 +226,8 @@ IpAddr state_ip(const std::string& text) {
 }
 
 // One attachment's elements, set by set.
-std::vector<std::pair<const char*, Element>> masq_elements(const AttachmentState& s) {
-  std::vector<std::pair<const char*, Element>> out;
+Placed masq_elements(const AttachmentState& s) {
+  Placed out;
   for (const std::string& text : s.masq_ips) {
     const IpAddr ip = state_ip(text);
     const bool v6 = !ip.is_v4();
@@ -245,7 +249,7 @@ Bytes mac_bytes(const std::string& mac) {
   return b;
 }
 
-std::vector<std::pair<const char*, Element>> spoof_elements(const AttachmentState& s) {
+Placed spoof_elements(const AttachmentState& s) {
   if (!s.spoofchk) return {};
   return {
       {kSpoofPorts, Element{nft::ifname(s.host_veth), {}, std::nullopt}},
@@ -254,57 +258,54 @@ std::vector<std::pair<const char*, Element>> spoof_elements(const AttachmentStat
            nft::concat({nft::ifname(s.host_veth), mac_bytes(s.container_mac)}), {}, std::nullopt}}};
 }
 
-void add_all(NftTransaction& tx, Family family, const std::string& table,
-             const std::vector<std::pair<const char*, Element>>& elements) {
+void add_all(NftTransaction& tx, Family family, const std::string& table, const Placed& elements) {
   for (const auto& [set, el] : elements) tx.add_elements(family, table, set, {el});
 }
 
-// Removal that succeeds whether or not the element exists: "add" keeps or creates it, "delete"
-// then removes it, both in the same batch (the `nft add element; delete element` idiom). Plain
-// sets only; a verdict map element must be read first (its add would clash on the verdict).
-void remove_all(NftTransaction& tx, Family family, const std::string& table,
-                const std::vector<std::pair<const char*, Element>>& elements) {
+bool present(NftTransaction& tx, Family family, const std::string& table, const char* set,
+             const Bytes& key) {
+  return tx.get_element(family, table, set, Element{key, {}, std::nullopt}).has_value();
+}
+
+// Queues the deletion of those of `elements` that are there (none are when the set or the table
+// is missing). Read first, by key, because deleting an absent element fails the whole batch, and
+// a batch that deletes anything costs an RCU grace period when its socket is released
+// (common/mnl.h): a DEL that finds nothing left commits nothing.
+void remove_present(NftTransaction& tx, Family family, const std::string& table,
+                    const Placed& elements) {
+  std::set<std::pair<std::string, Bytes>> queued;
   for (const auto& [set, el] : elements) {
-    tx.add_elements(family, table, set, {el});
-    tx.delete_elements(family, table, set, {el});
+    if (queued.count({set, el.key}) == 0 && present(tx, family, table, set, el.key)) {
+      tx.delete_elements(family, table, set, {el});
+      queued.insert({set, el.key});
+    }
   }
 }
 
-bool contains(const std::vector<Element>& elements, const Bytes& key) {
-  return std::any_of(elements.begin(), elements.end(),
-                     [&](const Element& e) { return e.key == key; });
-}
-
+// Makes `key` a member of a plain set of the inet table or not; queues nothing when it is
+// already as wanted.
 void set_member(NftTransaction& tx, const std::string& table, const char* set, const Bytes& key,
                 bool member) {
-  std::vector<std::pair<const char*, Element>> el = {{set, Element{key, {}, std::nullopt}}};
+  if (present(tx, kInet, table, set, key) == member) return;
+  const Element el{key, {}, std::nullopt};
   if (member) {
-    add_all(tx, kInet, table, el);
+    tx.add_elements(kInet, table, set, {el});
   } else {
-    remove_all(tx, kInet, table, el);
+    tx.delete_elements(kInet, table, set, {el});
   }
 }
 
-// As set_member, but only queues a change when the set's current content (`have`) needs one:
-// ADD runs this for every attachment, and a deletion makes the kernel's commit several
-// milliseconds slower even when the element was absent.
-void update_member(NftTransaction& tx, const std::string& table, const char* set,
-                   const std::vector<Element>& have, const Bytes& key, bool member) {
-  if (contains(have, key) != member) set_member(tx, table, set, key, member);
-}
-
-std::optional<Verdict> find_verdict(const std::vector<Element>& elements, const Bytes& key) {
-  for (const Element& e : elements) {
-    if (e.key == key) return e.verdict.value_or(Verdict{});
-  }
-  return std::nullopt;
+// The icc verdict of a bridge (its ifname . ifname pair) in the same_bridge map.
+std::optional<Verdict> icc_verdict(NftTransaction& tx, const std::string& table,
+                                   const Bytes& pair) {
+  auto e = tx.get_element(kInet, table, kSameBridge, Element{pair, {}, std::nullopt});
+  if (!e) return std::nullopt;
+  return e->verdict.value_or(Verdict{});
 }
 
 // The elements of `old` that `now` does not have.
-std::vector<std::pair<const char*, Element>> minus(
-    const std::vector<std::pair<const char*, Element>>& old,
-    const std::vector<std::pair<const char*, Element>>& now) {
-  std::vector<std::pair<const char*, Element>> out;
+Placed minus(const Placed& old, const Placed& now) {
+  Placed out;
   for (const auto& o : old) {
     bool kept = std::any_of(now.begin(), now.end(), [&](const auto& n) {
       return std::string_view(n.first) == o.first && n.second.key == o.second.key;
@@ -314,29 +315,17 @@ std::vector<std::pair<const char*, Element>> minus(
   return out;
 }
 
-void queue_masq_sets(NftTransaction& tx, const std::string& table) {
-  for (const nft::SetSpec& s : inet_sets()) {
-    if (std::string_view(s.name).starts_with("masq")) tx.add_set(kInet, table, s);
-  }
-}
-
 }  // namespace
 
 void NftFirewall::add(const BridgePolicy& policy, const AttachmentState& state,
                       const std::optional<AttachmentState>& replaced) const {
+  const std::set<std::string> ifaces(policy.ifaces.begin(), policy.ifaces.end());
   nft::run([&](NftTransaction& tx) {
     ensure_skeleton(tx, kInet, table_, inet_sets(), inet_chains(table_));
-    auto read = [&](const char* set) {
-      return tx.list_elements(kInet, table_, set).value_or(std::vector<Element>{});
-    };
-    const std::vector<Element> same = read(kSameBridge);
-    const std::vector<Element> bridges = read(kBridges);
-    const std::vector<Element> internal = read(kInternal);
-    const std::vector<Element> isolated = read(kIsolated);
     const Verdict want = policy.icc ? Verdict::accept() : Verdict::drop();
-    for (const std::string& iface : policy.ifaces) {
+    for (const std::string& iface : ifaces) {
       const Bytes pair = iface_pair(iface);
-      auto have = find_verdict(same, pair);
+      const std::optional<Verdict> have = icc_verdict(tx, table_, pair);
       if (have && *have != want) {
         tx.delete_elements(kInet, table_, kSameBridge, {Element{pair, {}, std::nullopt}});
       }
@@ -344,54 +333,46 @@ void NftFirewall::add(const BridgePolicy& policy, const AttachmentState& state,
         tx.add_elements(kInet, table_, kSameBridge, {Element{pair, {}, want}});
       }
       const Bytes name = nft::ifname(iface);
-      update_member(tx, table_, kBridges, bridges, name, true);
-      update_member(tx, table_, kInternal, internal, name, policy.internal);
-      update_member(tx, table_, kIsolated, isolated, name, policy.isolate);
+      set_member(tx, table_, kBridges, name, true);
+      set_member(tx, table_, kInternal, name, policy.internal);
+      set_member(tx, table_, kIsolated, name, policy.isolate);
     }
     if (replaced) {
-      remove_all(tx, kInet, table_, minus(masq_elements(*replaced), masq_elements(state)));
+      remove_present(tx, kInet, table_, minus(masq_elements(*replaced), masq_elements(state)));
     }
     add_all(tx, kInet, table_, masq_elements(state));
 
-    auto stale_spoof = replaced ? minus(spoof_elements(*replaced), spoof_elements(state))
-                                : std::vector<std::pair<const char*, Element>>{};
+    const Placed stale_spoof =
+        replaced ? minus(spoof_elements(*replaced), spoof_elements(state)) : Placed{};
     if (state.spoofchk || (!stale_spoof.empty() && tx.table_exists(kBridgeFamily, table_))) {
       ensure_skeleton(tx, kBridgeFamily, table_, bridge_sets(), bridge_chains(table_));
-      remove_all(tx, kBridgeFamily, table_, stale_spoof);
+      remove_present(tx, kBridgeFamily, table_, stale_spoof);
       add_all(tx, kBridgeFamily, table_, spoof_elements(state));
     }
   });
 }
 
 void NftFirewall::remove(const std::vector<AttachmentState>& states) const {
+  Placed masq, spoof;
+  for (const AttachmentState& s : states) {
+    const Placed m = masq_elements(s);
+    masq.insert(masq.end(), m.begin(), m.end());
+    const Placed sp = spoof_elements(s);
+    spoof.insert(spoof.end(), sp.begin(), sp.end());
+  }
+  if (masq.empty() && spoof.empty()) return;
   nft::run([&](NftTransaction& tx) {
-    std::vector<std::pair<const char*, Element>> masq, spoof;
-    for (const AttachmentState& s : states) {
-      auto m = masq_elements(s);
-      masq.insert(masq.end(), m.begin(), m.end());
-      auto sp = spoof_elements(s);
-      spoof.insert(spoof.end(), sp.begin(), sp.end());
-    }
-    if (!masq.empty() && tx.table_exists(kInet, table_)) {
-      // The sets are re-declared (a no-op when present) so that a table someone trimmed by hand
-      // does not make DEL fail.
-      queue_masq_sets(tx, table_);
-      remove_all(tx, kInet, table_, masq);
-    }
-    if (!spoof.empty() && tx.table_exists(kBridgeFamily, table_)) {
-      for (const nft::SetSpec& s : bridge_sets()) tx.add_set(kBridgeFamily, table_, s);
-      remove_all(tx, kBridgeFamily, table_, spoof);
-    }
+    remove_present(tx, kInet, table_, masq);
+    remove_present(tx, kBridgeFamily, table_, spoof);
   });
 }
 
 void NftFirewall::remove_bridge(const std::vector<std::string>& ifaces) const {
+  const std::set<std::string> names(ifaces.begin(), ifaces.end());
   nft::run([&](NftTransaction& tx) {
-    auto same = tx.list_elements(kInet, table_, kSameBridge);
-    if (!same) return;  // no table (or no map): nothing of the bridge is left
-    for (const std::string& iface : ifaces) {
+    for (const std::string& iface : names) {
       const Bytes pair = iface_pair(iface);
-      if (contains(*same, pair)) {
+      if (icc_verdict(tx, table_, pair)) {
         tx.delete_elements(kInet, table_, kSameBridge, {Element{pair, {}, std::nullopt}});
       }
       for (const char* set : {kBridges, kInternal, kIsolated}) {
@@ -417,37 +398,32 @@ std::vector<std::string> NftFirewall::verify(const BridgePolicy& policy,
       }
     }
   };
-  auto elements = [&](Family family, const char* set) {
-    return tx.list_elements(family, table_, set).value_or(std::vector<Element>{});
-  };
   check_chains(kInet, "inet", inet_chains(table_));
-  const auto same = elements(kInet, kSameBridge);
-  const auto bridges = elements(kInet, kBridges);
-  const auto internal = elements(kInet, kInternal);
-  const auto isolated = elements(kInet, kIsolated);
   const Verdict want = policy.icc ? Verdict::accept() : Verdict::drop();
   for (const std::string& iface : policy.ifaces) {
     const Bytes name = nft::ifname(iface);
-    if (find_verdict(same, iface_pair(iface)) != want) {
+    if (icc_verdict(tx, table_, iface_pair(iface)) != want) {
       problems.push_back("bridge " + iface + ": icc element missing or wrong in " + kSameBridge);
     }
-    if (!contains(bridges, name)) problems.push_back("bridge " + iface + " is not in " + kBridges);
-    if (contains(internal, name) != policy.internal) {
+    if (!present(tx, kInet, table_, kBridges, name)) {
+      problems.push_back("bridge " + iface + " is not in " + kBridges);
+    }
+    if (present(tx, kInet, table_, kInternal, name) != policy.internal) {
       problems.push_back("bridge " + iface + ": membership of set internal is wrong");
     }
-    if (contains(isolated, name) != policy.isolate) {
+    if (present(tx, kInet, table_, kIsolated, name) != policy.isolate) {
       problems.push_back("bridge " + iface + ": membership of set isolated is wrong");
     }
   }
   for (const auto& [set, el] : masq_elements(state)) {
-    if (!contains(elements(kInet, set), el.key)) {
+    if (!present(tx, kInet, table_, set, el.key)) {
       problems.push_back(std::string("masquerade element missing from set ") + set);
     }
   }
   if (state.spoofchk) {
     check_chains(kBridgeFamily, "bridge", bridge_chains(table_));
     for (const auto& [set, el] : spoof_elements(state)) {
-      if (!contains(elements(kBridgeFamily, set), el.key)) {
+      if (!present(tx, kBridgeFamily, table_, set, el.key)) {
         problems.push_back(std::string("macspoofchk element missing from set ") + set);
       }
     }

@@ -5,8 +5,10 @@
 // address, so the cost per packet and per call stays flat as containers are added; the rules
 // themselves are fixed and written once per table.
 //
-// Every mutating call is one nftables batch (nft::run: optimistic on the ruleset generation id,
-// retried when another writer got in first).
+// Every mutating call is one nftables batch (nft::run: its reads and commit under tether's
+// host-wide commit lock; other programs' commits do not make it fail). Elements are read by key,
+// never by dumping a set, so that the lock is held briefly and a call's cost does not grow with
+// the number of containers.
 #include <string>
 #include <vector>
 
