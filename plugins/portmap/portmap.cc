@@ -264,10 +264,15 @@ Error conflict(const Config& config, const Group& g, const SetElement& key) {
                g.what + ": the host port is already published by " + owner);
 }
 
-void flush_conntrack(const std::vector<FlushTarget>& targets) {
+// A DNAT key another attachment holds, found while the commit lock is held.
+struct PortTaken {
+  const Group* group;
+  const SetElement* key;
+};
+
+void flush_conntrack(mnl::Socket& sock, const std::vector<FlushTarget>& targets) {
+  if (targets.empty()) return;
   try {
-    if (targets.empty()) return;
-    mnl::Socket sock = mnl::Socket::netfilter();
     size_t n = flush_udp_conntrack(sock, targets);
     if (n > 0) spdlog::debug("portmap: flushed {} UDP conntrack entries", n);
   } catch (const Error& e) {
@@ -321,14 +326,64 @@ void queue_layout(nft::NftTransaction& tx, const Config& config) {
   add_masquerade_rules(tx, t);
 }
 
+namespace {
+
+// The state file for ADD: `next`, plus what of `old` the batch removes, since until the batch
+// commits the file must cover the old elements too.
+State covering(const State& next, const std::optional<State>& old) {
+  State on_disk = next;
+  if (old) {
+    for (const Group& g : old->groups) {
+      if (std::find(on_disk.groups.begin(), on_disk.groups.end(), g) == on_disk.groups.end()) {
+        on_disk.groups.push_back(g);
+      }
+    }
+  }
+  return on_disk;
+}
+
+// ADD's batch: the layout when it is missing, the removal of what an earlier ADD of the same
+// attachment (`old`) added, and the plan's elements. Throws PortTaken, queueing nothing more,
+// when another attachment holds one of the plan's DNAT keys.
+void queue_publish(nft::NftTransaction& tx, const Config& config, const Plan& plan,
+                   const std::optional<State>& old) {
+  prepare_layout(tx, config);
+  // A repeated ADD of this attachment replaces its own elements in the same batch.
+  std::set<std::pair<std::string, nft::Bytes>> releasing;
+  if (old) {
+    ElementBatch gone;
+    releasing = queue_removal(tx, *old, gone);
+    gone.queue_delete(tx, config.table);
+  }
+  ElementBatch added;
+  for (const Group& g : plan.groups) {
+    if (g.exclusive) {
+      for (const SetElement& k : g.keys) {
+        if (releasing.count({k.set, k.element.key}) == 0 &&
+            tx.get_element(kInet, config.table, k.set, k.element)) {
+          throw PortTaken{&g, &k};  // named outside the lock: that reads the state dir
+        }
+      }
+    }
+    added.add(g);
+  }
+  added.queue_add(tx, config.table);
+}
+
+}  // namespace
+
+// Each verb opens one netfilter socket for its nftables commit and its conntrack flush (one
+// release, which may wait for a grace period: common/mnl.h), before the state lock, so that it
+// is released after it.
 void publish(const Config& config, const Attachment& attachment, const Plan& plan) {
+  mnl::Socket sock = mnl::Socket::netfilter();
   ensure_dir(network_dir(config.state_dir, attachment.network), 0700);
   FileLock lock = FileLock::exclusive(lock_path(config));
   const std::string path = state_path(config.state_dir, attachment);
   std::optional<State> old = load_state(path);
   if (old && old->table != config.table) {
     // The config moved to another table since the last ADD: clear the old one first.
-    nft::run([&](nft::NftTransaction& tx) {
+    nft::run(sock, [&](nft::NftTransaction& tx) {
       ElementBatch gone;
       queue_removal(tx, *old, gone);
       gone.queue_delete(tx, old->table);
@@ -337,56 +392,49 @@ void publish(const Config& config, const Attachment& attachment, const Plan& pla
   }
   const State next{attachment, config.table, plan.groups, plan.udp};
 
-  nft::run([&](nft::NftTransaction& tx) {
-    prepare_layout(tx, config);
-    // A repeated ADD of this attachment replaces its own elements in the same batch.
-    std::set<std::pair<std::string, nft::Bytes>> releasing;
-    State on_disk = next;
+  // Recorded before the commit, so the file covers whatever the batch leaves in the table; and
+  // before the commit lock, which holds only nftables work.
+  save_state(path, covering(next, old));
+  bool built = false;  // build() finished: a failure after it may have left the batch's outcome
+  try {
+    nft::run(sock, [&](nft::NftTransaction& tx) {
+      built = false;
+      queue_publish(tx, config, plan, old);
+      built = true;
+    });
+  } catch (...) {
+    if (built) throw;  // the commit failed: the file keeps covering what it might have left
+    // build() refused (a taken port, another layout): nothing was committed.
     if (old) {
-      ElementBatch gone;
-      releasing = queue_removal(tx, *old, gone);
-      gone.queue_delete(tx, config.table);
-      // Until the batch commits the file must cover the old elements too.
-      for (const Group& g : old->groups) {
-        if (std::find(on_disk.groups.begin(), on_disk.groups.end(), g) == on_disk.groups.end()) {
-          on_disk.groups.push_back(g);
-        }
-      }
+      save_state(path, *old);
+    } else {
+      remove_file(path);
     }
-    ElementBatch added;
-    for (const Group& g : plan.groups) {
-      if (g.exclusive) {
-        for (const SetElement& k : g.keys) {
-          if (releasing.count({k.set, k.element.key}) == 0 &&
-              tx.get_element(kInet, config.table, k.set, k.element)) {
-            throw conflict(config, g, k);
-          }
-        }
-      }
-      added.add(g);
+    try {
+      throw;
+    } catch (const PortTaken& taken) {
+      throw conflict(config, *taken.group, *taken.key);
     }
-    added.queue_add(tx, config.table);
-    // Recorded before the commit, so the file covers whatever the batch leaves in the table.
-    save_state(path, on_disk);
-  });
+  }
   if (old) save_state(path, next);
-  flush_conntrack(plan.udp);
+  flush_conntrack(sock, plan.udp);
 }
 
 void unpublish(const Config& config, const Attachment& attachment) {
   const std::string path = state_path(config.state_dir, attachment);
   if (!exists(path)) return;  // never published, or removed already
+  mnl::Socket sock = mnl::Socket::netfilter();
   FileLock lock = FileLock::exclusive(lock_path(config));
   std::optional<State> state = load_state(path);
   if (state) {
-    nft::run([&](nft::NftTransaction& tx) {
+    nft::run(sock, [&](nft::NftTransaction& tx) {
       ElementBatch gone;
       queue_removal(tx, *state, gone);
       gone.queue_delete(tx, state->table);
     });
   }
   remove_file(path);  // also an unreadable one: it cannot be acted on, and DEL must succeed
-  if (state) flush_conntrack(state->udp);
+  if (state) flush_conntrack(sock, state->udp);
 }
 
 void verify(const Config& config, const Plan& plan) {
@@ -426,7 +474,8 @@ void collect_garbage(const Config& config, const std::string& network,
     }
   }
   if (stale.empty()) return;
-  nft::run([&](nft::NftTransaction& tx) {
+  mnl::Socket sock = mnl::Socket::netfilter();
+  nft::run(sock, [&](nft::NftTransaction& tx) {
     std::map<std::string, ElementBatch> by_table;
     for (const auto& [path, s] : stale) queue_removal(tx, s, by_table[s.table]);
     for (const auto& [table, batch] : by_table) batch.queue_delete(tx, table);
@@ -436,7 +485,7 @@ void collect_garbage(const Config& config, const std::string& network,
     remove_file(path);
     udp.insert(udp.end(), s.udp.begin(), s.udp.end());
   }
-  flush_conntrack(udp);
+  flush_conntrack(sock, udp);
 }
 
 void check_ready(const Config& config) {
