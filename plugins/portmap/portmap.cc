@@ -464,6 +464,7 @@ void collect_garbage(const Config& config, const std::string& network,
                      const std::vector<cni::Attachment>& valid) {
   const std::string dir = network_dir(config.state_dir, network);
   if (!exists(dir)) return;
+  std::optional<mnl::Socket> sock;  // only when there is work; released after the lock
   FileLock lock = FileLock::exclusive(lock_path(config));
   std::vector<std::pair<std::string, State>> stale;
   for (auto& [path, s] : load_all_states(config.state_dir)) {
@@ -474,8 +475,8 @@ void collect_garbage(const Config& config, const std::string& network,
     }
   }
   if (stale.empty()) return;
-  mnl::Socket sock = mnl::Socket::netfilter();
-  nft::run(sock, [&](nft::NftTransaction& tx) {
+  sock.emplace(mnl::Socket::netfilter());
+  nft::run(*sock, [&](nft::NftTransaction& tx) {
     std::map<std::string, ElementBatch> by_table;
     for (const auto& [path, s] : stale) queue_removal(tx, s, by_table[s.table]);
     for (const auto& [table, batch] : by_table) batch.queue_delete(tx, table);
@@ -485,7 +486,7 @@ void collect_garbage(const Config& config, const std::string& network,
     remove_file(path);
     udp.insert(udp.end(), s.udp.begin(), s.udp.end());
   }
-  flush_conntrack(sock, udp);
+  flush_conntrack(*sock, udp);
 }
 
 void check_ready(const Config& config) {
