@@ -21,6 +21,9 @@ inline const std::string& prefix() {
   return p;
 }
 
+// An nftables table name of this run: "tnst<pid>_<suffix>".
+inline std::string table_name(const std::string& suffix) { return prefix() + "_" + suffix; }
+
 struct ShResult {
   int status;
   std::string out;  // stdout and stderr

@@ -37,13 +37,12 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 using cni::NetnsGuard;
+using tnst::table_name;
 using tnst::TestNetns;
 namespace nft = cni::nft;
 using nft::Family;
 
 namespace {
-
-std::string table_name(const std::string& suffix) { return tnst::prefix() + "_" + suffix; }
 
 // A set large enough that its dump takes several messages and several recv() calls.
 void make_big_set(const std::string& t, uint32_t n) {

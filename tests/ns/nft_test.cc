@@ -18,13 +18,12 @@
 #include "tests/ns/fixture.h"
 
 using cni::NetnsGuard;
+using tnst::table_name;
 using tnst::TestNetns;
 namespace nft = cni::nft;
 using nft::Family;
 
 namespace {
-
-std::string table_name(const std::string& suffix) { return tnst::prefix() + "_" + suffix; }
 
 nft::Bytes addr(const char* text) { return nft::addr(*cni::IpAddr::parse(text)); }
 cni::Prefix net(const char* text) { return *cni::Prefix::parse(text); }
