@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/error.h"
+
 namespace cni {
 
 // Move-only owner of a file descriptor.
@@ -18,6 +20,10 @@ class Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  // open(2) with O_CLOEXEC added; throws Error(`code`) "cannot open <path>: <strerror>".
+  static Fd open(const std::string& path, int flags, mode_t mode = 0, int code = kErrIo);
+  // As open(), but a path that does not exist (ENOENT) is an empty Fd instead of an error.
+  static Fd open_if_exists(const std::string& path, int flags, int code = kErrIo);
   Fd& operator=(Fd&& o) noexcept;
   ~Fd();
   int get() const { return fd_; }
@@ -43,7 +49,12 @@ class FileLock {
 // mkdir -p with `mode` for created components. Throws Error code 5 on failure.
 void ensure_dir(const std::string& path, mode_t mode = 0755);
 
-std::optional<std::string> read_file(const std::string& path);
+// The content of the regular file `path`, std::nullopt when it does not exist. Paths come from
+// configs, so the file is opened O_NONBLOCK and checked with fstat before it is read: a FIFO, a
+// directory or a device is Error(`code`) at once instead of a read that blocks forever (or never
+// ends, /dev/zero); so is a file larger than `max_size`.
+std::optional<std::string> read_file(const std::string& path, int code = kErrIo,
+                                     size_t max_size = 16 << 20);
 
 // Replaces `path` atomically: temp file in the same directory, write, fsync, rename, fsync dir.
 // Readers see the old content or the new, never an empty or partial file.
@@ -70,5 +81,12 @@ bool remove_file(const std::string& path);
 
 // Names in `dir` (no "." or ".."), empty when the directory does not exist.
 std::vector<std::string> list_dir(const std::string& dir);
+
+// As list_dir, with each name's inode number as readdir reports it (no stat per name).
+struct DirEntry {
+  std::string name;
+  ino_t ino;
+};
+std::vector<DirEntry> list_dir_inodes(const std::string& dir);
 
 }  // namespace cni

@@ -4,12 +4,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "common/crash_point.h"
 #include "common/error.h"
 #include "common/files.h"
 
@@ -28,7 +30,12 @@ std::string find_plugin(const std::string& type, const std::string& cni_path) {
     std::string dir = cni_path.substr(start, end - start);
     if (!dir.empty()) {
       std::string candidate = dir + "/" + type;
-      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+      // A directory or FIFO named like the plugin passes access(X_OK) but cannot be run.
+      struct stat st {};
+      if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+          ::access(candidate.c_str(), X_OK) == 0) {
+        return candidate;
+      }
     }
     start = end + 1;
   }
@@ -134,11 +141,21 @@ std::string exec_plugin(const std::string& type, const std::string& command, con
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) throw_errno("waitpid");
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return output;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    crash_point("delegate-returned");
+    return output;
+  }
 
-  json err = json::parse(output, nullptr, false);
+  json err = parse_bounded(output);
   if (err.is_object() && err.contains("code") && err["code"].is_number_integer()) {
-    throw Error(err["code"].get<int>(), err.value("msg", ""), err.value("details", ""));
+    // The delegate's code is passed on as given, unless it is not a valid one (0 or negative).
+    int64_t code = err["code"].get<int64_t>();
+    auto text = [&](const char* key) {
+      auto it = err.find(key);
+      return it != err.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    throw Error(code > 0 && code <= INT32_MAX ? static_cast<int>(code) : kErrInternal, text("msg"),
+                text("details"));
   }
   std::string how = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
                                       : "signal " + std::to_string(WTERMSIG(status));
@@ -147,7 +164,7 @@ std::string exec_plugin(const std::string& type, const std::string& command, con
 
 Result delegate_add(const std::string& type, const CmdArgs& args, const std::string& config) {
   std::string out = exec_plugin(type, "ADD", args, config);
-  json j = json::parse(out, nullptr, false);
+  json j = parse_untrusted(out, kErrDecode);
   if (j.is_discarded()) {
     throw Error(kErrDecode, "failed to decode the result of " + type, out);
   }

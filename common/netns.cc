@@ -20,13 +20,36 @@ namespace {
 
 constexpr char kThreadNetns[] = "/proc/thread-self/ns/net";
 
-// Returns the open fd, or -errno when open() fails. Checks the filesystem type of what was
-// opened: nsfs for namespace files; /proc/<pid>/ns/net on old kernels reports procfs. Throws
-// Error(kErrInvalidNetns) when the file is something else.
+// Returns the open fd, or -errno when the path cannot be opened. The path comes from outside
+// (CNI_NETNS), so nothing that could block is done before its type is known: an O_PATH open
+// never blocks (a FIFO, a device), fstat on it tells what it is, and only a regular file (a
+// namespace file is one on nsfs) is opened for real, through /proc/self/fd so that it is the
+// same inode. Throws Error(kErrInvalidNetns) when the file is something else: a FIFO, a
+// directory, a regular file elsewhere than nsfs, another namespace type.
 int open_checked(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  int pfd = ::open(path.c_str(), O_PATH | O_CLOEXEC);
+  if (pfd < 0) {
     return -errno;
+  }
+  struct stat st {};
+  if (::fstat(pfd, &st) != 0) {
+    int err = errno;
+    ::close(pfd);
+    throw_errno("cannot stat netns " + path, err, kErrInvalidNetns);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(pfd);
+    throw Error(kErrInvalidNetns, "not a network namespace",
+                path + (S_ISDIR(st.st_mode)    ? " is a directory"
+                        : S_ISFIFO(st.st_mode) ? " is a FIFO"
+                                               : " is not a namespace file"));
+  }
+  std::string self = "/proc/self/fd/" + std::to_string(pfd);
+  int fd = ::open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  int open_err = errno;
+  ::close(pfd);
+  if (fd < 0) {
+    throw_errno("cannot open netns " + path, open_err, kErrInvalidNetns);
   }
   struct statfs fs {};
   if (::fstatfs(fd, &fs) != 0) {
@@ -43,7 +66,7 @@ int open_checked(const std::string& path) {
   int type = ::ioctl(fd, NS_GET_NSTYPE);
   if (type >= 0 && type != CLONE_NEWNET) {
     ::close(fd);
-    throw Error(kErrInvalidNetns, "not a network namespace", path);
+    throw Error(kErrInvalidNetns, "not a network namespace", path + " is another namespace type");
   }
   return fd;
 }

@@ -22,7 +22,8 @@ class NetnsFd {
 
   NetnsFd(const NetnsFd&) = delete;
   NetnsFd& operator=(const NetnsFd&) = delete;
-  NetnsFd(NetnsFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  NetnsFd(NetnsFd&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
   NetnsFd& operator=(NetnsFd&& other) noexcept;
   ~NetnsFd();
 

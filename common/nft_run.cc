@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "common/crash_point.h"
 #include "common/error.h"
 #include "common/mnl.h"
 #include "common/nft.h"
@@ -57,6 +58,7 @@ void run(mnl::Socket& sock, const std::function<void(NftTransaction&)>& build,
   for (int attempts = 1;; ++attempts) {
     try {
       attempt(sock, build, deadline);
+      crash_point("nft-committed");
       return;
     } catch (const Error& e) {
       if (e.code() != kErrTryAgainLater) throw;

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <iterator>
 
+#include "common/crash_point.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/netns.h"
@@ -46,6 +47,8 @@ std::optional<std::string> invalid_ifname_reason(std::string_view name) {
   if (name.empty()) return "interface name is empty";
   if (name.size() > 15) return "interface name is too long";
   if (name == "." || name == "..") return "interface name is . or ..";
+  // The kernel takes any other bytes, but the name goes into the result JSON and state files.
+  if (!valid_utf8(name)) return "interface name is not valid UTF-8";
   for (char c : name) {
     if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c))) {
       return "interface name contains / or : or whitespace characters";
@@ -65,6 +68,8 @@ struct VerbSpec {
 };
 
 constexpr const char* kEnvContainer = "CNI_CONTAINERID";
+// Network names and container IDs become directory and file names (NAME_MAX is 255).
+constexpr size_t kMaxNameLength = 200;
 
 const VerbSpec kVerbs[] = {
     {"ADD", nullptr, true, true, "0.0.0"},
@@ -124,9 +129,18 @@ CmdArgs read_env(const Io& io, const VerbSpec& verb, const std::string& command)
     if (!valid_container_id(a.container_id)) {
       throw Error(kErrInvalidEnv, "invalid characters in containerID", a.container_id);
     }
+    // Every plugin names a state file after it: longer than a file name can be is refused here
+    // rather than half-way through an ADD.
+    if (a.container_id.size() > kMaxNameLength) {
+      throw Error(kErrInvalidEnv, "containerID is too long",
+                  std::to_string(a.container_id.size()) + " bytes, at most " +
+                      std::to_string(kMaxNameLength));
+    }
     if (auto why = invalid_ifname_reason(a.ifname)) {
       throw Error(kErrInvalidEnv, *why, a.ifname);
     }
+    // The path is echoed in the result's "sandbox" and in state files, which are JSON.
+    if (!valid_utf8(a.netns)) throw Error(kErrInvalidEnv, "CNI_NETNS is not valid UTF-8", a.netns);
   }
   a.args = CniArgs::parse(a.args_raw);
   return a;
@@ -159,10 +173,84 @@ std::string reply_version(const Verbs& verbs, const std::string& version) {
   return speaks(verbs, version) ? version : kCurrentVersion;
 }
 
+// Prints the error JSON and never throws: the messages are printable() already (cni::Error) or
+// made so here, and if even that fails (no memory) a fixed error still reaches stdout.
+void print_error(const Io& io, const std::string& version, int code, std::string_view msg,
+                 std::string_view details) noexcept {
+  try {
+    *io.out << error_json(version, code, printable(msg), printable(details))
+                   .dump(-1, ' ', false, json::error_handler_t::replace)
+            << "\n";
+    return;
+  } catch (...) {
+  }
+  try {
+    *io.out << R"({"cniVersion":")" << kCurrentVersion << R"(","code":999,"msg":"internal error"})"
+            << "\n";
+  } catch (...) {
+  }
+}
+
+void log_error(const char* what) noexcept {
+  try {
+    spdlog::error("{}", printable(what));
+  } catch (...) {
+  }
+}
+
+// The verb CNI_COMMAND names; error 4 when the plugin does not implement it.
+const VerbSpec& verb_of(const Verbs& verbs, const std::string& command) {
+  const VerbSpec* verb = nullptr;
+  for (const auto& v : kVerbs) {
+    if (command == v.name) verb = &v;
+  }
+  bool implemented =
+      verb && (verb->fn ? static_cast<bool>(verbs.*(verb->fn)) : static_cast<bool>(verbs.add));
+  if (!implemented) {
+    throw Error(kErrInvalidEnv, "unknown CNI_COMMAND: " + command);
+  }
+  return *verb;
+}
+
+// One line per call at info level: which attachment, which netns (containerd's second
+// teardown sends none) and whether prevResult came, for whoever reads TETHER_LOG_FILE.
+void log_call(const std::string& command, const CmdArgs& args) {
+  spdlog::info("{} plugin={} network={} container={} ifname={} netns={} prevResult={}", command,
+               program_invocation_short_name, args.conf.name, args.container_id, args.ifname,
+               args.netns.empty() ? "\"\"" : args.netns, args.conf.prev_result ? "yes" : "no");
+}
+
+// Runs the verb; ADD prints its result in the config's version.
+void run_verb(const Verbs& verbs, const VerbSpec& verb, const CmdArgs& args, const Io& io) {
+  if (verb.fn) {
+    (verbs.*(verb.fn))(args);
+    return;
+  }
+  Result result = verbs.add(args);
+  if (verbs.print) {
+    *io.out << verbs.print(result, args);
+  } else {
+    *io.out << result.to_json(args.conf.cni_version)
+                   .dump(-1, ' ', false, json::error_handler_t::replace)
+            << "\n";
+  }
+}
+
 }  // namespace
+
+void check_network_name(const std::string& name) {
+  if (!valid_container_id(name)) {
+    throw Error(kErrInvalidConfig, "invalid characters found in network name", name);
+  }
+  if (name.size() > kMaxNameLength) {
+    throw Error(kErrInvalidConfig, "network name is too long",
+                std::to_string(name.size()) + " bytes, at most " + std::to_string(kMaxNameLength));
+  }
+}
 
 int plugin_main(const Verbs& verbs, std::string_view about, const Io& io) {
   log::init(std::string(about.substr(0, about.find(' '))));
+  arm_crash_points(std::string(about.substr(0, about.find(' '))).c_str());
   std::string version = kCurrentVersion;
   try {
     auto command = io.getenv("CNI_COMMAND").value_or("");
@@ -176,47 +264,27 @@ int plugin_main(const Verbs& verbs, std::string_view about, const Io& io) {
               << "\n";
       return 0;
     }
-    const VerbSpec* verb = nullptr;
-    for (const auto& v : kVerbs) {
-      if (command == v.name) verb = &v;
-    }
-    bool implemented =
-        verb && (verb->fn ? static_cast<bool>(verbs.*(verb->fn)) : static_cast<bool>(verbs.add));
-    if (!implemented) {
-      throw Error(kErrInvalidEnv, "unknown CNI_COMMAND: " + command);
-    }
-    CmdArgs args = read_env(io, *verb, command);
+    const VerbSpec& verb = verb_of(verbs, command);
+    CmdArgs args = read_env(io, verb, command);
     args.stdin_data = io.read_stdin();
     args.conf = NetConf::parse(args.stdin_data);
     version = args.conf.cni_version;
-    if (!valid_container_id(args.conf.name)) {
-      throw Error(kErrInvalidConfig, "invalid characters found in network name", args.conf.name);
-    }
-    check_version(verbs, args.conf, *verb);
-    // One line per call at info level: which attachment, which netns (containerd's second
-    // teardown sends none) and whether prevResult came, for whoever reads TETHER_LOG_FILE.
-    spdlog::info("{} plugin={} network={} container={} ifname={} netns={} prevResult={}", command,
-                 program_invocation_short_name, args.conf.name, args.container_id, args.ifname,
-                 args.netns.empty() ? "\"\"" : args.netns, args.conf.prev_result ? "yes" : "no");
+    check_network_name(args.conf.name);
+    check_version(verbs, args.conf, verb);
+    log_call(command, args);
     check_not_in_target_netns(io, args.netns);
-    if (!verb->fn) {
-      Result result = verbs.add(args);
-      if (verbs.print) {
-        *io.out << verbs.print(result, args);
-      } else {
-        *io.out << result.to_json(version).dump() << "\n";
-      }
-    } else {
-      (verbs.*(verb->fn))(args);
-    }
+    run_verb(verbs, verb, args, io);
     return 0;
   } catch (const Error& e) {
-    spdlog::error("{}", e.what());
-    *io.out << error_json(reply_version(verbs, version), e.code(), e.msg(), e.details()).dump()
-            << "\n";
+    log_error(e.what());
+    // Spec codes are 1-99, plugin codes 100+; never answer with 0 or a negative code.
+    int code = e.code() > 0 ? e.code() : kErrInternal;
+    print_error(io, reply_version(verbs, version), code, e.msg(), e.details());
   } catch (const std::exception& e) {
-    spdlog::error("internal error: {}", e.what());
-    *io.out << error_json(reply_version(verbs, version), kErrInternal, e.what(), "").dump() << "\n";
+    log_error(e.what());
+    print_error(io, reply_version(verbs, version), kErrInternal, e.what(), "");
+  } catch (...) {
+    print_error(io, reply_version(verbs, version), kErrInternal, "internal error", "");
   }
   return 1;
 }

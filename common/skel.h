@@ -60,6 +60,9 @@ json error_json(const std::string& cni_version, int code, const std::string& msg
 
 // Spec validation rules, shared with plugins that check names of their own.
 bool valid_container_id(std::string_view id);  // also network names
+// Error 7 unless `name` is a valid network name (the container ID rule, at most 200 bytes): what
+// CNI_* and stdin give is checked by plugin_main; a daemon checks what its socket is sent.
+void check_network_name(const std::string& name);
 std::optional<std::string> invalid_ifname_reason(std::string_view name);
 
 }  // namespace cni

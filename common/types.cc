@@ -1,5 +1,7 @@
 #include "common/types.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -23,17 +25,19 @@ bool is_supported_version(const std::string& version) {
 int compare_versions(const std::string& a, const std::string& b) {
   size_t i = 0;
   size_t j = 0;
+  // A component's digits saturate at kCap: a 30-digit component of an outside version string
+  // compares as large instead of overflowing.
+  static constexpr long kCap = 1'000'000'000'000;
+  auto component = [](const std::string& s, size_t& k) {
+    long v = 0;
+    for (; k < s.size() && s[k] != '.'; ++k) {
+      if (s[k] >= '0' && s[k] <= '9') v = std::min(v * 10 + (s[k] - '0'), kCap);
+    }
+    return v;
+  };
   while (i < a.size() || j < b.size()) {
-    long x = 0;
-    long y = 0;
-    while (i < a.size() && a[i] != '.') {
-      x = (a[i] >= '0' && a[i] <= '9') ? x * 10 + (a[i] - '0') : x;
-      ++i;
-    }
-    while (j < b.size() && b[j] != '.') {
-      y = (b[j] >= '0' && b[j] <= '9') ? y * 10 + (b[j] - '0') : y;
-      ++j;
-    }
+    long x = component(a, i);
+    long y = component(b, j);
     if (x != y) {
       return x < y ? -1 : 1;
     }
@@ -65,10 +69,13 @@ std::optional<int> int_field(const json& j, const char* key, const char* where) 
   if (it == j.end() || it->is_null()) {
     return std::nullopt;
   }
-  if (!it->is_number_integer()) {
-    bad_result(std::string(where) + "." + key + " must be an integer");
+  // get<int>() would wrap 4294967296 to 0: anything outside int's range is refused.
+  if (!it->is_number_integer() || (it->is_number_unsigned() ? it->get<uint64_t>() > INT32_MAX
+                                                            : it->get<int64_t>() < INT32_MIN ||
+                                                                  it->get<int64_t>() > INT32_MAX)) {
+    bad_result(std::string(where) + "." + key + " must be an integer (32 bits)");
   }
-  return it->get<int>();
+  return static_cast<int>(it->get<int64_t>());
 }
 
 std::vector<std::string> str_list(const json& j, const char* key, const char* where) {
@@ -119,6 +126,12 @@ std::vector<T> list_of(const json& j, const char* key, F parse) {
   }
   if (!it->is_array()) {
     bad_result(std::string(key) + " must be a list");
+  }
+  // A result lists one attachment's interfaces, addresses and routes: dozens, not thousands.
+  constexpr size_t kMaxEntries = 1024;
+  if (it->size() > kMaxEntries) {
+    bad_result(std::string(key) + ": " + std::to_string(it->size()) + " entries, at most " +
+               std::to_string(kMaxEntries));
   }
   for (const auto& e : *it) {
     if (!e.is_object()) {
@@ -196,10 +209,16 @@ Result Result::from_json(const json& j) {
   }
   Result r;
   r.interfaces = list_of<Interface>(j, "interfaces", [](const json& e) {
-    return Interface{
-        str_field(e, "name", "interfaces[]"),       str_field(e, "mac", "interfaces[]"),
-        int_field(e, "mtu", "interfaces[]"),        str_field(e, "sandbox", "interfaces[]"),
-        str_field(e, "socketPath", "interfaces[]"), str_field(e, "pciID", "interfaces[]")};
+    // The spec makes "name" the one required member of an interface (types100.Interface has no
+    // omitempty on it): a result printed without it is invalid in every version.
+    std::string name = str_field(e, "name", "interfaces[]");
+    if (name.empty()) bad_result("interfaces[].name is missing or empty");
+    return Interface{std::move(name),
+                     str_field(e, "mac", "interfaces[]"),
+                     int_field(e, "mtu", "interfaces[]"),
+                     str_field(e, "sandbox", "interfaces[]"),
+                     str_field(e, "socketPath", "interfaces[]"),
+                     str_field(e, "pciID", "interfaces[]")};
   });
   r.ips = list_of<IpConfig>(j, "ips", [&r](const json& e) {
     IpConfig ip{prefix_field(e, "address", "ips[]"), ip_field(e, "gateway", "ips[]"),

@@ -5,11 +5,13 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake pkg-config clang libclang-rt-14-dev ccache
+  build-essential cmake pkg-config clang libclang-rt-14-dev ccache clang-format clang-tidy
   nlohmann-json3-dev libnl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev
   libspdlog-dev libfmt-dev doctest-dev libldns-dev libasio-dev libcli11-dev
   # tests: namespaces, reading back nftables state, traffic, DNS clients
   iproute2 nftables conntrack procps psmisc socat dnsutils curl iputils-ping python3 python3-pytest
+  # multi-host: etcd for the cluster tests, libcurl (dlopen'd by the etcd client), iperf3
+  etcd-server etcd-client libcurl4-openssl-dev iperf3
   # reference implementations compared against
   containernetworking-plugins golang-github-containernetworking-plugin-dnsname dnsmasq-base aardvark-dns
   netavark

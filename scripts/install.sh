@@ -14,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PLUGINS=(bridge host-local portmap dns-sidecar loopback)
+# tether-agent is not a plugin but the cluster daemon the plugins start from their own directory.
+PLUGINS=(bridge host-local portmap dns-sidecar loopback tether-agent)
 debugdir=${DEBUG_DIR:-}
 uninstall=0
 if [ "${1:-}" = --uninstall ]; then
@@ -24,7 +25,7 @@ fi
 build=$1 destdir=$2 bindir=$3 confdir=$4 prefix=$5
 docdir="$destdir$prefix/share/doc/tether"
 unitdir="$destdir/lib/systemd/system"
-unit=packaging/tether-dns-sidecar.service
+units=(packaging/tether-dns-sidecar.service packaging/tether-agent.service)
 
 # The binary's GNU build ID (hex), empty when it has none.
 build_id() {
@@ -76,7 +77,7 @@ if [ "$uninstall" = 1 ]; then
     rm -f "$destdir$bindir/dnsname"
   fi
   rm -rf "$docdir"
-  rm -f "$unitdir/$(basename "$unit")"
+  for unit in "${units[@]}"; do rm -f "$unitdir/$(basename "$unit")"; done
   echo "tether uninstalled from $destdir$bindir"
   exit 0
 fi
@@ -96,10 +97,11 @@ fi
 for p in plugins/*/README.md; do
   install -m 0644 "$p" "$docdir/$(basename "$(dirname "$p")").md"
 done
-if [ -f "$unit" ]; then
+for unit in "${units[@]}"; do
+  [ -f "$unit" ] || continue
   install -d -m 0755 "$unitdir"
   sed "s|@CNI_BIN_DIR@|$bindir|g" "$unit" >"$unitdir/$(basename "$unit")"
-fi
+done
 echo "tether installed into $destdir$bindir (examples in $docdir; conflists go in $confdir)"
 [ -n "$debugdir" ] && echo "debug info in $destdir$debugdir/.build-id"
 exit 0

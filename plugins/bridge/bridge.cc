@@ -1,6 +1,8 @@
 #include "plugins/bridge/bridge.h"
 
 #include <linux/if.h>
+#include <linux/if_link.h>
+#include <linux/ip.h>
 #include <spdlog/spdlog.h>
 #include <sys/random.h>
 
@@ -9,6 +11,8 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/mac.h"
+#include "common/rtnl.h"
 
 namespace cni::bridge {
 namespace {
@@ -56,27 +60,35 @@ void setup_port(nl::Socket& host, const nl::Link& port, const nl::Link& br, bool
 // Creates a veth pair with a random local name; the peer (`peer_name` in `peer_ns`) must not
 // exist. Retries on a clash of the random name, like the reference's 10 attempts.
 nl::Link create_pair(nl::Socket& host, const std::string& peer_name, const NetnsFd& peer_ns,
-                     unsigned mtu, const std::optional<std::string>& peer_mac) {
+                     unsigned mtu, const std::optional<Mac>& peer_mac) {
   for (int attempt = 0;; ++attempt) {
     std::string name = random_veth_name();
     if (nl::get_link(host, name)) continue;
+    nl::Link link;
     try {
-      return nl::create_veth(host, {name, peer_name, mtu, std::nullopt, peer_mac}, peer_ns);
+      link = nl::create_veth(host, {name, peer_name, mtu, std::nullopt, peer_mac}, peer_ns);
     } catch (const Error&) {
       // Another process took the name between our look and our create: try another one.
       if (attempt < 10 && nl::get_link(host, name)) continue;
       throw;
     }
+    // The host end is a bridge port: IPv6 never runs on it (the bridge takes its frames), so a
+    // link-local address there is only a route, a DAD run and a multicast join per container,
+    // and an entry in every address dump of the host. Set while the link is still down, before
+    // the kernel would generate one. Best effort: without IPv6 there is nothing to switch off.
+    try {
+      nl::set_ipv6_addr_gen_mode(host, link.ifindex, IN6_ADDR_GEN_MODE_NONE);
+    } catch (const Error& e) {
+      spdlog::debug("addr_gen_mode on {}: {}", link.name, e.what());
+    }
+    return link;
   }
 }
 
 int family_of(const Prefix& p) { return p.addr().is_v4() ? AF_INET : AF_INET6; }
 
 bool prefix_contains(const nl::Address& a, const Prefix& p) {
-  auto addr = IpAddr::parse(a.ip);
-  if (!addr) return false;
-  Prefix have(*addr, a.prefix_len);
-  return have.contains(p.addr()) || p.contains(*addr);
+  return a.cidr().contains(p.addr()) || p.contains(a.ip);
 }
 
 void settle_addresses(nl::Socket& cont, int ifindex) {
@@ -86,7 +98,7 @@ void settle_addresses(nl::Socket& cont, int ifindex) {
     bool tentative = false;
     for (const nl::Address& a : nl::list_addresses(cont, ifindex, AF_INET6)) {
       if ((a.flags & IFA_F_DADFAILED) != 0) {
-        throw Error(kErrInternal, "duplicate address detected", a.cidr());
+        throw Error(kErrInternal, "duplicate address detected", a.cidr().str());
       }
       tentative = tentative || (a.flags & IFA_F_TENTATIVE) != 0;
     }
@@ -100,16 +112,6 @@ void settle_addresses(nl::Socket& cont, int ifindex) {
 
 }  // namespace
 
-std::string random_mac() {
-  uint8_t b[6];
-  random_bytes(b, sizeof b);
-  b[0] = static_cast<uint8_t>((b[0] & 0xfe) | 0x02);  // unicast, locally administered
-  char buf[18];
-  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4],
-                b[5]);
-  return buf;
-}
-
 std::string random_veth_name() {
   uint8_t b[4];
   random_bytes(b, sizeof b);
@@ -121,13 +123,17 @@ std::string random_veth_name() {
 nl::Link setup_bridge(nl::Socket& host, const Config& cfg) {
   // Look first: on all but the first ADD the bridge exists, and a refused create costs more.
   auto existing = nl::get_link(host, cfg.bridge);
-  nl::Link br =
-      existing && existing->kind == "bridge"
-          ? *existing
-          : nl::ensure_bridge(host, {cfg.bridge, cfg.mtu, random_mac(), cfg.vlan_filtering()});
+  const bool found = existing && existing->kind == "bridge";
+  nl::Link br = found ? *existing
+                      : nl::ensure_bridge(
+                            host, {cfg.bridge, cfg.mtu, Mac::random_local(), cfg.vlan_filtering()});
   if (cfg.vlan_filtering()) nl::set_bridge_vlan_filtering(host, br.ifindex, true);
   if (cfg.promisc_mode) nl::set_promisc(host, br.ifindex, true);
-  try_sysctl(nl::iface_sysctl("ipv6", cfg.bridge, "accept_ra"), "0");
+  // The bridge's routes are ours, not a router advertisement's. Only when this call made the
+  // bridge (or raced another call making it): every /proc/sys lookup costs more with every
+  // network namespace on the host, and the reference's per-ADD write changes nothing after the
+  // first.
+  if (!found) try_sysctl(nl::iface_sysctl("ipv6", cfg.bridge, "accept_ra"), "0");
   if (!br.up()) nl::set_link_up(host, br.ifindex);
   return nl::require_link(host, cfg.bridge);
 }
@@ -180,47 +186,72 @@ Gateways calc_gateways(Result& result, const Config& cfg) {
   return gws;
 }
 
-void configure_container(nl::Socket& cont, const Config& cfg, const std::string& ifname,
-                         const Result& result) {
-  const nl::Link link = nl::require_link(cont, ifname);
-  if (cfg.enable_dad) {
-    try_sysctl(nl::iface_sysctl("ipv6", ifname, "enhanced_dad"), "1");
-    try_sysctl(nl::iface_sysctl("ipv6", ifname, "accept_dad"), "1");
-  } else {
-    try_sysctl(nl::iface_sysctl("ipv6", ifname, "accept_dad"), "0");
-  }
-  try_sysctl(nl::iface_sysctl("ipv4", ifname, "arp_notify"), "1");
+namespace {
 
-  std::optional<IpAddr> gw4, gw6;
+// DAD as configured (IPv6 knobs, best effort) and gratuitous ARP on address changes.
+void set_dad_and_arp_notify(nl::Socket& cont, const nl::SysctlDir& v6conf, const Config& cfg,
+                            const std::string& ifname, int ifindex) {
+  auto try_v6 = [&](const std::string& knob, const char* value) {
+    try {
+      v6conf.write(ifname + "/" + knob, value);
+    } catch (const Error& e) {
+      spdlog::debug("sysctl ipv6 {}={}: {}", knob, value, e.what());
+    }
+  };
+  if (cfg.enable_dad) {
+    try_v6("enhanced_dad", "1");
+    try_v6("accept_dad", "1");
+  } else {
+    try_v6("accept_dad", "0");
+  }
+  try {
+    nl::set_ipv4_devconf(cont, ifindex, IPV4_DEVCONF_ARP_NOTIFY, 1);
+  } catch (const Error& e) {
+    spdlog::debug("arp_notify on {}: {}", ifname, e.what());
+  }
+}
+
+// The first gateway of each family among the result's addresses.
+struct FirstGateways {
+  std::optional<IpAddr> v4, v6;
+};
+
+// Every address of the result on the interface (IPv6 enabled first when there is one).
+FirstGateways add_container_addresses(nl::Socket& cont, const nl::SysctlDir& v6conf,
+                                      const Config& cfg, const std::string& ifname, int ifindex,
+                                      const Result& result) {
+  FirstGateways gws;
   bool ipv6_enabled = false;
   for (const IpConfig& ipc : result.ips) {
     const bool v4 = ipc.address.addr().is_v4();
     if (!v4 && !ipv6_enabled) {
       for (const std::string& dev : {std::string("lo"), ifname}) {
-        auto key = nl::iface_sysctl("ipv6", dev, "disable_ipv6");
-        if (nl::read_sysctl(key).value_or("0") != "0") nl::write_sysctl(key, "0");
+        const std::string key = dev + "/disable_ipv6";
+        if (v6conf.read(key).value_or("0") != "0") v6conf.write(key, "0");
       }
-      nl::write_sysctl(nl::iface_sysctl("ipv6", ifname, "keep_addr_on_down"), "1");
+      v6conf.write(ifname + "/keep_addr_on_down", "1");
       ipv6_enabled = true;
     }
     // Without DAD (the default) the address is usable at once: no tentative period to wait for.
-    nl::add_address(cont, link.ifindex, ipc.address.str(), {.nodad = !cfg.enable_dad});
+    nl::add_address(cont, ifindex, ipc.address, {.nodad = !cfg.enable_dad});
     if (ipc.gateway) {
-      auto& gw = v4 ? gw4 : gw6;
+      auto& gw = v4 ? gws.v4 : gws.v6;
       if (!gw) gw = ipc.gateway;
     }
   }
-  nl::set_link_up(cont, link.ifindex);
-  if (gw6 && cfg.enable_dad) settle_addresses(cont, link.ifindex);
+  return gws;
+}
 
+// The result's routes through the interface; a route without a gateway takes its family's first.
+void add_container_routes(nl::Socket& cont, int ifindex, const Result& result,
+                          const FirstGateways& gws) {
   for (const Route& r : result.routes) {
     const bool v4 = r.dst.addr().is_v4();
     nl::Route route;
     route.family = v4 ? AF_INET : AF_INET6;
-    route.dst = r.dst.network().str();
-    auto gw = r.gw ? r.gw : (v4 ? gw4 : gw6);
-    if (gw) route.gateway = gw->str();
-    route.oif = link.ifindex;
+    route.dst = r.dst.network();
+    route.gateway = r.gw ? r.gw : (v4 ? gws.v4 : gws.v6);
+    route.oif = ifindex;
     route.priority = static_cast<uint32_t>(r.priority.value_or(0));
     route.mtu = static_cast<uint32_t>(r.mtu.value_or(0));
     route.advmss = static_cast<uint32_t>(r.advmss.value_or(0));
@@ -228,6 +259,22 @@ void configure_container(nl::Socket& cont, const Config& cfg, const std::string&
     if (r.scope) route.scope = static_cast<uint8_t>(*r.scope);
     nl::add_route(cont, route);
   }
+}
+
+}  // namespace
+
+void configure_container(nl::Socket& cont, const Config& cfg, const std::string& ifname,
+                         const Result& result) {
+  const nl::Link link = nl::require_link(cont, ifname);
+  // One walk through /proc/sys for every IPv6 knob (there is no rtnetlink setter for them); the
+  // IPv4 one over rtnetlink.
+  const nl::SysctlDir v6conf("net/ipv6/conf");
+  set_dad_and_arp_notify(cont, v6conf, cfg, ifname, link.ifindex);
+  const FirstGateways gws =
+      add_container_addresses(cont, v6conf, cfg, ifname, link.ifindex, result);
+  nl::set_link_up(cont, link.ifindex);
+  if (gws.v6 && cfg.enable_dad) settle_addresses(cont, link.ifindex);
+  add_container_routes(cont, link.ifindex, result, gws);
 }
 
 void set_container_up(nl::Socket& cont, const std::string& ifname) {
@@ -258,8 +305,7 @@ nl::Link ensure_vlan_gateway(nl::Socket& host, const nl::Link& br, const Config&
 void ensure_gateway_address(nl::Socket& host, const nl::Link& dev, const Prefix& gw, bool force) {
   const int family = family_of(gw);
   for (const nl::Address& a : nl::list_addresses(host, dev.ifindex, family)) {
-    auto addr = IpAddr::parse(a.ip);
-    if (addr && *addr == gw.addr() && a.prefix_len == gw.len()) return;
+    if (a.ip == gw.addr() && a.prefix_len == gw.len()) return;
     if (family == AF_INET || prefix_contains(a, gw)) {
       if (!force) {
         throw Error(kErrInternal, "failed to set bridge addr",
@@ -269,12 +315,15 @@ void ensure_gateway_address(nl::Socket& host, const nl::Link& dev, const Prefix&
     }
   }
   // A concurrent ADD may add the same address first; the gateway needs no DAD either.
-  nl::add_address(host, dev.ifindex, gw.str(), {.nodad = true, .tolerate_exists = true});
+  nl::add_address(host, dev.ifindex, gw, {.nodad = true, .tolerate_exists = true});
 }
 
-void enable_forwarding(bool v6) {
+void enable_forwarding(nl::Socket& host, bool v6) {
   const char* key = v6 ? "net/ipv6/conf/all/forwarding" : "net/ipv4/ip_forward";
-  if (nl::read_sysctl(key).value_or("") != "1") nl::write_sysctl(key, "1");
+  // Read over rtnetlink (RTM_GETNETCONF): on all but the first ADD it is on already.
+  std::optional<bool> on = nl::get_forwarding(host, v6 ? AF_INET6 : AF_INET);
+  if (!on) on = nl::read_sysctl(key).value_or("") == "1";
+  if (!*on) nl::write_sysctl(key, "1");
 }
 
 nl::Link wait_oper_up(nl::Socket& host, const std::string& name) {

@@ -57,13 +57,12 @@ nl::Link ensure_vlan_gateway(nl::Socket& host, const nl::Link& br, const Config&
 void ensure_gateway_address(nl::Socket& host, const nl::Link& dev, const Prefix& gw, bool force);
 
 // net.ipv4.ip_forward / net.ipv6.conf.all.forwarding = 1 (written only when not already 1).
-void enable_forwarding(bool v6);
+void enable_forwarding(nl::Socket& host, bool v6);
 
 // Waits up to 2.5 s (as the reference) for the host veth to be operationally up.
 nl::Link wait_oper_up(nl::Socket& host, const std::string& name);
 
 // A locally administered unicast MAC, and a random host veth name.
-std::string random_mac();
 std::string random_veth_name();
 
 }  // namespace cni::bridge

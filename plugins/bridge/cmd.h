@@ -9,7 +9,9 @@ namespace cni::bridge {
 // Bridge, veth pair, IPAM ADD, container addresses and routes, gateway, firewall. Any failure
 // undoes what was done (firewall elements, state file, IPAM DEL, the veth pair).
 Result cmd_add(const CmdArgs& args);
-// Idempotent; works with an empty CNI_NETNS, a vanished netns and no prevResult.
+// Idempotent; works with an empty CNI_NETNS, a vanished netns and no prevResult. IPAM DEL
+// first (as the reference), then the firewall elements, the veth pair and the state file; every
+// step is tried whatever the others do, and the first failure is reported after them.
 void cmd_del(const CmdArgs& args);
 void cmd_check(const CmdArgs& args);
 // IPAM's STATUS, then code 50 when the config needs nftables and it cannot be used.

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/ip.h"
+#include "common/mac.h"
 #include "common/nft.h"
 
 namespace cni::bridge {
@@ -31,7 +32,14 @@ constexpr const char* kMasq4 = "masq4";             // ipv4_addr: containers wit
 constexpr const char* kMasq6 = "masq6";
 constexpr const char* kMasqOwn4 = "masq_own4";  // ipv4_addr . ifname: container . its bridge
 constexpr const char* kMasqOwn6 = "masq_own6";
+constexpr const char* kNoMasq4 = "nomasq4";  // ipv4_addr . ipv4_addr interval: container . CIDR
+constexpr const char* kNoMasq6 = "nomasq6";
+constexpr const char* kOverlays = "overlays";  // ifname: bridges with an overlay, VXLAN devices
+// ifname . ipv4_addr . ipv4_addr . inet_proto . inet_service: bridge . container . peer . port
+// that the container may connect to through icc=false (README: Links).
+constexpr const char* kLinks4 = "links4";
 constexpr const char* kForward = "forward";
+constexpr const char* kIccFalse = "icc_false";  // regular chain: same_bridge's icc=false verdict
 constexpr const char* kPostrouting = "postrouting";
 // bridge table: macspoofchk.
 constexpr const char* kSpoofPorts = "spoof_ports";      // ifname: host veths checked
@@ -48,6 +56,15 @@ const std::vector<nft::SetSpec>& inet_sets() {
       {kMasq6, {nft::kTypeIpv6Addr}, {}, false, 0},
       {kMasqOwn4, {nft::kTypeIpv4Addr, nft::kTypeIfname}, {}, false, 0},
       {kMasqOwn6, {nft::kTypeIpv6Addr, nft::kTypeIfname}, {}, false, 0},
+      {kNoMasq4, {nft::kTypeIpv4Addr, nft::kTypeIpv4Addr}, {}, false, NFT_SET_INTERVAL},
+      {kNoMasq6, {nft::kTypeIpv6Addr, nft::kTypeIpv6Addr}, {}, false, NFT_SET_INTERVAL},
+      {kOverlays, {nft::kTypeIfname}, {}, false, 0},
+      {kLinks4,
+       {nft::kTypeIfname, nft::kTypeIpv4Addr, nft::kTypeIpv4Addr, nft::kTypeInetProto,
+        nft::kTypeInetService},
+       {},
+       false,
+       0},
   };
   return sets;
 }
@@ -77,83 +94,142 @@ Rule& ct_dnat(Rule& r) {
       .cmp(NFT_CMP_NEQ, nft::host32(0));
 }
 
-// The fixed rules. Their comments identify them: ADD rewrites a chain whose comments differ.
-std::vector<ChainDef> inet_chains(const std::string& table) {
-  std::vector<ChainDef> chains;
-  auto rule = [&](ChainDef& c, std::string comment) -> Rule& {
-    c.rules.push_back({std::move(comment), Rule(kInet, table, c.spec.name)});
-    return c.rules.back().rule;
-  };
+// A new rule at the end of an inet chain of `table`, identified by its comment.
+Rule& add_rule(ChainDef& c, const std::string& table, std::string comment) {
+  c.rules.push_back({std::move(comment), Rule(kInet, table, c.spec.name)});
+  return c.rules.back().rule;
+}
 
-  // Forward path. Every drop below needs one of our bridges on the input or output side, so
-  // traffic that does not touch a tether bridge is never dropped here. An accept ends only this
-  // table's evaluation: other tables still see the packet (README: FORWARD policy DROP).
+// Reached from same_bridge for an icc=false bridge (in and out through it): the links that
+// containers declared, then drop. The key starts with the bridge, so a link holds on its own
+// bridge only. A reply matches the link with its addresses and ports swapped, and only once
+// conntrack has seen the container's packet (`ct state established`): the peer can answer but
+// never open a connection itself.
+ChainDef icc_false_chain(const std::string& table) {
+  ChainDef icc_false{{kIccFalse, std::nullopt}, {}};
+  add_rule(icc_false, table, "link v4")
+      .nfproto(NFPROTO_IPV4)
+      .meta(NFT_META_OIFNAME, nft::reg32(0))
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, nft::reg32(4))
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, nft::reg32(5))
+      .meta(NFT_META_L4PROTO, nft::reg32(6))
+      .payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, nft::reg32(7))
+      .lookup(kLinks4, nft::reg32(0))
+      .verdict(Verdict::accept());
+  add_rule(icc_false, table, "link replies v4")
+      .ct_state(NF_CT_STATE_BIT(IP_CT_ESTABLISHED))
+      .nfproto(NFPROTO_IPV4)
+      .meta(NFT_META_OIFNAME, nft::reg32(0))
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, nft::reg32(4))
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, nft::reg32(5))
+      .meta(NFT_META_L4PROTO, nft::reg32(6))
+      .payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, nft::reg32(7))
+      .lookup(kLinks4, nft::reg32(0))
+      .verdict(Verdict::accept());
+  add_rule(icc_false, table, "icc=false").verdict(Verdict::drop());
+  return icc_false;
+}
+
+// Forward path. Every drop below needs one of our bridges on the input or output side, so
+// traffic that does not touch a tether bridge is never dropped here. An accept ends only this
+// table's evaluation: other tables still see the packet (README: FORWARD policy DROP).
+ChainDef forward_chain(const std::string& table) {
   ChainDef fwd{{kForward, nft::Hook{NF_INET_FORWARD, 0, "filter", NF_ACCEPT}}, {}};
   // Same bridge in and out (routed between two ports of one bridge, or bridged with
   // br_netfilter): accept, or drop for icc=false -- DNATed traffic included, as in Docker's
   // nftables model, so that a neighbour is unreachable through the host's published ports as
   // well, whether or not br_netfilter is on (README: ICC). Decided first, so that the rules
   // below only ever see traffic between two different interfaces.
-  rule(fwd, "same bridge: icc")
+  add_rule(fwd, table, "same bridge: icc")
       .meta(NFT_META_IIFNAME, nft::reg32(0))
       .meta(NFT_META_OIFNAME, nft::reg32(4))
       .lookup(kSameBridge, nft::reg32(0), nft::kRegVerdict);
-  rule(fwd, "internal: nothing leaves")
+  add_rule(fwd, table, "internal: nothing leaves")
       .meta(NFT_META_IIFNAME)
       .lookup(kInternal)
       .verdict(Verdict::drop());
-  rule(fwd, "internal: nothing enters")
+  add_rule(fwd, table, "internal: nothing enters")
       .meta(NFT_META_OIFNAME)
       .lookup(kInternal)
       .verdict(Verdict::drop());
-  ct_dnat(rule(fwd, "published ports stay reachable")).verdict(Verdict::accept());
-  rule(fwd, "isolate: not to other bridges")
+  ct_dnat(add_rule(fwd, table, "published ports stay reachable")).verdict(Verdict::accept());
+  add_rule(fwd, table, "isolate: not to other bridges")
       .meta(NFT_META_IIFNAME)
       .lookup(kIsolated)
       .meta(NFT_META_OIFNAME)
       .lookup(kBridges)
       .verdict(Verdict::drop());
-  rule(fwd, "isolate: not from other bridges")
+  add_rule(fwd, table, "isolate: not from other bridges")
       .meta(NFT_META_OIFNAME)
       .lookup(kIsolated)
       .meta(NFT_META_IIFNAME)
       .lookup(kBridges)
       .verdict(Verdict::drop());
-  chains.push_back(std::move(fwd));
+  // Two overlays (or an overlay and its own bridge's neighbour overlay on this host) never
+  // reach each other; an overlay's own bridge and VXLAN devices were accepted above.
+  add_rule(fwd, table, "overlay: not between overlays")
+      .meta(NFT_META_IIFNAME)
+      .lookup(kOverlays)
+      .meta(NFT_META_OIFNAME)
+      .lookup(kOverlays)
+      .verdict(Verdict::drop());
+  return fwd;
+}
 
-  // Masquerade: a container address with ipMasq, leaving through anything but its own bridge.
+// Masquerade: a container address with ipMasq, leaving through anything but its own bridge.
+ChainDef postrouting_chain(const std::string& table) {
   ChainDef post{{kPostrouting, nft::Hook{NF_INET_POST_ROUTING, 100, "nat", NF_ACCEPT}}, {}};
-  rule(post, "no masquerade for multicast v4")
+  add_rule(post, table, "no masquerade for multicast v4")
       .nfproto(NFPROTO_IPV4)
       .daddr(*Prefix::parse("224.0.0.0/4"))
       .verdict(Verdict::ret());
-  rule(post, "no masquerade for multicast v6")
+  add_rule(post, table, "no masquerade for multicast v6")
       .nfproto(NFPROTO_IPV6)
       .daddr(*Prefix::parse("ff00::/8"))
       .verdict(Verdict::ret());
-  rule(post, "own bridge v4")
+  add_rule(post, table, "own bridge v4")
       .nfproto(NFPROTO_IPV4)
       .payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, nft::reg32(0))
       .meta(NFT_META_OIFNAME, nft::reg32(1))
       .lookup(kMasqOwn4, nft::reg32(0))
       .verdict(Verdict::ret());
-  rule(post, "own bridge v6")
+  add_rule(post, table, "own bridge v6")
       .nfproto(NFPROTO_IPV6)
       .payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16, nft::reg32(0))
       .meta(NFT_META_OIFNAME, nft::reg32(4))
       .lookup(kMasqOwn6, nft::reg32(0))
       .verdict(Verdict::ret());
-  rule(post, "ipMasq v4")
+  add_rule(post, table, "ipMasqExclude v4")
+      .nfproto(NFPROTO_IPV4)
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, nft::reg32(0))
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, nft::reg32(1))
+      .lookup(kNoMasq4, nft::reg32(0))
+      .verdict(Verdict::ret());
+  add_rule(post, table, "ipMasqExclude v6")
+      .nfproto(NFPROTO_IPV6)
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16, nft::reg32(0))
+      .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, nft::reg32(4))
+      .lookup(kNoMasq6, nft::reg32(0))
+      .verdict(Verdict::ret());
+  add_rule(post, table, "ipMasq v4")
       .nfproto(NFPROTO_IPV4)
       .payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4)
       .lookup(kMasq4)
       .masquerade();
-  rule(post, "ipMasq v6")
+  add_rule(post, table, "ipMasq v6")
       .nfproto(NFPROTO_IPV6)
       .payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16)
       .lookup(kMasq6)
       .masquerade();
-  chains.push_back(std::move(post));
+  return post;
+}
+
+// The fixed rules. Their comments identify them: ADD rewrites a chain whose comments differ.
+std::vector<ChainDef> inet_chains(const std::string& table) {
+  std::vector<ChainDef> chains;
+  chains.push_back(icc_false_chain(table));
+  chains.push_back(forward_chain(table));
+  chains.push_back(postrouting_chain(table));
   return chains;
 }
 
@@ -236,17 +312,22 @@ Placed masq_elements(const AttachmentState& s) {
       out.push_back({v6 ? kMasqOwn6 : kMasqOwn4,
                      Element{nft::concat({nft::addr(ip), nft::ifname(iface)}), {}, std::nullopt}});
     }
+    for (const std::string& cidr : s.masq_exclude) {
+      const std::optional<Prefix> p = Prefix::parse(cidr);
+      if (!p) throw Error(kErrInternal, "invalid CIDR in the attachment's state", cidr);
+      if (p->addr().is_v4() != ip.is_v4()) continue;
+      Element el{nft::concat({nft::addr(ip), nft::addr(p->first())}), {}, std::nullopt};
+      el.key_end = nft::concat({nft::addr(ip), nft::addr(p->last())});
+      out.push_back({v6 ? kNoMasq6 : kNoMasq4, std::move(el)});
+    }
   }
   return out;
 }
 
-Bytes mac_bytes(const std::string& mac) {
-  if (mac.size() != 17) throw Error(kErrInternal, "invalid MAC address", mac);
-  Bytes b;
-  for (size_t i = 0; i < 6; ++i) {
-    b.push_back(static_cast<uint8_t>(std::stoul(mac.substr(i * 3, 2), nullptr, 16)));
-  }
-  return b;
+Bytes mac_bytes(const std::string& text) {
+  auto mac = Mac::parse(text);
+  if (!mac) throw Error(kErrInternal, "invalid MAC address", text);
+  return {mac->bytes().begin(), mac->bytes().end()};
 }
 
 Placed spoof_elements(const AttachmentState& s) {
@@ -263,8 +344,15 @@ void add_all(NftTransaction& tx, Family family, const std::string& table, const 
 }
 
 bool present(NftTransaction& tx, Family family, const std::string& table, const char* set,
+             const Element& el) {
+  Element probe{el.key, {}, std::nullopt};
+  probe.key_end = el.key_end;
+  return tx.get_element(family, table, set, probe).has_value();
+}
+
+bool present(NftTransaction& tx, Family family, const std::string& table, const char* set,
              const Bytes& key) {
-  return tx.get_element(family, table, set, Element{key, {}, std::nullopt}).has_value();
+  return present(tx, family, table, set, Element{key, {}, std::nullopt});
 }
 
 // Queues the deletion of those of `elements` that are there (none are when the set or the table
@@ -275,7 +363,7 @@ void remove_present(NftTransaction& tx, Family family, const std::string& table,
                     const Placed& elements) {
   std::set<std::pair<std::string, Bytes>> queued;
   for (const auto& [set, el] : elements) {
-    if (queued.count({set, el.key}) == 0 && present(tx, family, table, set, el.key)) {
+    if (queued.count({set, el.key}) == 0 && present(tx, family, table, set, el)) {
       tx.delete_elements(family, table, set, {el});
       queued.insert({set, el.key});
     }
@@ -303,6 +391,34 @@ std::optional<Verdict> icc_verdict(NftTransaction& tx, const std::string& table,
   return e->verdict.value_or(Verdict{});
 }
 
+// A bridge's same_bridge verdict: accept, or the icc_false chain (links, then drop). A `goto`,
+// so that the chain's verdicts end the forward chain's evaluation as a vmap `drop` did.
+Verdict icc_want(const BridgePolicy& policy) {
+  return policy.icc ? Verdict::accept() : Verdict::go_to(kIccFalse);
+}
+
+Placed link_elements(const AttachmentState& s) {
+  Placed out;
+  for (const LinkRule& l : s.links) {
+    for (const std::string& iface : s.fw_ifaces) {
+      out.push_back({kLinks4, Element{nft::concat({nft::ifname(iface), nft::addr(state_ip(l.src)),
+                                                   nft::addr(state_ip(l.peer)), nft::u8(l.proto),
+                                                   nft::be16(l.port)}),
+                                      {},
+                                      std::nullopt}});
+    }
+  }
+  return out;
+}
+
+// The inet table's elements of one attachment.
+Placed inet_elements(const AttachmentState& s) {
+  Placed out = masq_elements(s);
+  const Placed links = link_elements(s);
+  out.insert(out.end(), links.begin(), links.end());
+  return out;
+}
+
 // The elements of `old` that `now` does not have.
 Placed minus(const Placed& old, const Placed& now) {
   Placed out;
@@ -322,9 +438,8 @@ void NftFirewall::add(const BridgePolicy& policy, const AttachmentState& state,
   const std::set<std::string> ifaces(policy.ifaces.begin(), policy.ifaces.end());
   nft::run([&](NftTransaction& tx) {
     ensure_skeleton(tx, kInet, table_, inet_sets(), inet_chains(table_));
-    const Verdict want = policy.icc ? Verdict::accept() : Verdict::drop();
-    for (const std::string& iface : ifaces) {
-      const Bytes pair = iface_pair(iface);
+    const Verdict want = icc_want(policy);
+    auto set_verdict = [&](const Bytes& pair) {
       const std::optional<Verdict> have = icc_verdict(tx, table_, pair);
       if (have && *have != want) {
         tx.delete_elements(kInet, table_, kSameBridge, {Element{pair, {}, std::nullopt}});
@@ -332,15 +447,28 @@ void NftFirewall::add(const BridgePolicy& policy, const AttachmentState& state,
       if (!have || *have != want) {
         tx.add_elements(kInet, table_, kSameBridge, {Element{pair, {}, want}});
       }
+    };
+    const std::set<std::string> links(policy.overlay_links.begin(), policy.overlay_links.end());
+    for (const std::string& iface : ifaces) {
+      set_verdict(iface_pair(iface));
+      for (const std::string& link : links) {
+        set_verdict(nft::concat({nft::ifname(iface), nft::ifname(link)}));
+        set_verdict(nft::concat({nft::ifname(link), nft::ifname(iface)}));
+      }
+    }
+    std::set<std::string> members = ifaces;
+    members.insert(links.begin(), links.end());
+    for (const std::string& iface : members) {
       const Bytes name = nft::ifname(iface);
       set_member(tx, table_, kBridges, name, true);
       set_member(tx, table_, kInternal, name, policy.internal);
       set_member(tx, table_, kIsolated, name, policy.isolate);
+      set_member(tx, table_, kOverlays, name, !links.empty());
     }
     if (replaced) {
-      remove_present(tx, kInet, table_, minus(masq_elements(*replaced), masq_elements(state)));
+      remove_present(tx, kInet, table_, minus(inet_elements(*replaced), inet_elements(state)));
     }
-    add_all(tx, kInet, table_, masq_elements(state));
+    add_all(tx, kInet, table_, inet_elements(state));
 
     const Placed stale_spoof =
         replaced ? minus(spoof_elements(*replaced), spoof_elements(state)) : Placed{};
@@ -353,75 +481,118 @@ void NftFirewall::add(const BridgePolicy& policy, const AttachmentState& state,
 }
 
 void NftFirewall::remove(const std::vector<AttachmentState>& states) const {
+  std::optional<mnl::Socket> sock;
+  remove(states, sock);
+}
+
+void NftFirewall::remove(const std::vector<AttachmentState>& states,
+                         std::optional<mnl::Socket>& sock) const {
   Placed masq, spoof;
   for (const AttachmentState& s : states) {
-    const Placed m = masq_elements(s);
+    const Placed m = inet_elements(s);
     masq.insert(masq.end(), m.begin(), m.end());
     const Placed sp = spoof_elements(s);
     spoof.insert(spoof.end(), sp.begin(), sp.end());
   }
   if (masq.empty() && spoof.empty()) return;
-  nft::run([&](NftTransaction& tx) {
+  if (!sock) sock.emplace(mnl::Socket::netfilter());
+  nft::run(*sock, [&](NftTransaction& tx) {
     remove_present(tx, kInet, table_, masq);
     remove_present(tx, kBridgeFamily, table_, spoof);
   });
 }
 
-void NftFirewall::remove_bridge(const std::vector<std::string>& ifaces) const {
+void NftFirewall::remove_bridge(const std::vector<std::string>& ifaces,
+                                const std::vector<std::string>& overlay_links) const {
   const std::set<std::string> names(ifaces.begin(), ifaces.end());
   nft::run([&](NftTransaction& tx) {
-    for (const std::string& iface : names) {
-      const Bytes pair = iface_pair(iface);
+    auto drop_pair = [&](const Bytes& pair) {
       if (icc_verdict(tx, table_, pair)) {
         tx.delete_elements(kInet, table_, kSameBridge, {Element{pair, {}, std::nullopt}});
       }
-      for (const char* set : {kBridges, kInternal, kIsolated}) {
+    };
+    for (const std::string& iface : names) {
+      drop_pair(iface_pair(iface));
+      for (const std::string& link : overlay_links) {
+        drop_pair(nft::concat({nft::ifname(iface), nft::ifname(link)}));
+        drop_pair(nft::concat({nft::ifname(link), nft::ifname(iface)}));
+      }
+      for (const char* set : {kBridges, kInternal, kIsolated, kOverlays}) {
         set_member(tx, table_, set, nft::ifname(iface), false);
       }
     }
   });
 }
 
+namespace {
+
+// A problem for each chain of `chains` that is missing or does not hold tether's rules.
+void check_chains(NftTransaction& tx, const std::string& table, Family family, const char* fam,
+                  const std::vector<ChainDef>& chains, std::vector<std::string>& problems) {
+  for (const ChainDef& c : chains) {
+    auto rules = tx.list_rules(family, table, c.spec.name);
+    if (!rules) {
+      problems.push_back(std::string("chain ") + fam + " " + table + " " + c.spec.name +
+                         " is missing");
+    } else if (comments_of(*rules) != comments_of(c)) {
+      problems.push_back(std::string("chain ") + fam + " " + table + " " + c.spec.name +
+                         " does not hold tether's rules");
+    }
+  }
+}
+
+// A problem for each element or set membership of one bridge interface that is not `policy`'s.
+void check_bridge_iface(NftTransaction& tx, const std::string& table, const BridgePolicy& policy,
+                        const std::string& iface, std::vector<std::string>& problems) {
+  const Verdict want = icc_want(policy);
+  const Bytes name = nft::ifname(iface);
+  if (icc_verdict(tx, table, iface_pair(iface)) != want) {
+    problems.push_back("bridge " + iface + ": icc element missing or wrong in " + kSameBridge);
+  }
+  if (!present(tx, kInet, table, kBridges, name)) {
+    problems.push_back("bridge " + iface + " is not in " + kBridges);
+  }
+  if (present(tx, kInet, table, kInternal, name) != policy.internal) {
+    problems.push_back("bridge " + iface + ": membership of set internal is wrong");
+  }
+  if (present(tx, kInet, table, kIsolated, name) != policy.isolate) {
+    problems.push_back("bridge " + iface + ": membership of set isolated is wrong");
+  }
+  for (const std::string& link : policy.overlay_links) {
+    if (icc_verdict(tx, table, nft::concat({nft::ifname(iface), nft::ifname(link)})) != want ||
+        icc_verdict(tx, table, nft::concat({nft::ifname(link), nft::ifname(iface)})) != want) {
+      problems.push_back("bridge " + iface + ": icc elements with overlay device " + link +
+                         " missing or wrong in " + kSameBridge);
+    }
+  }
+  if (present(tx, kInet, table, kOverlays, name) != !policy.overlay_links.empty()) {
+    problems.push_back("bridge " + iface + ": membership of set overlays is wrong");
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> NftFirewall::verify(const BridgePolicy& policy,
                                              const AttachmentState& state) const {
   std::vector<std::string> problems;
   NftTransaction tx = NftTransaction::open();
-  auto check_chains = [&](Family family, const char* fam, std::vector<ChainDef> chains) {
-    for (const ChainDef& c : chains) {
-      auto rules = tx.list_rules(family, table_, c.spec.name);
-      if (!rules) {
-        problems.push_back(std::string("chain ") + fam + " " + table_ + " " + c.spec.name +
-                           " is missing");
-      } else if (comments_of(*rules) != comments_of(c)) {
-        problems.push_back(std::string("chain ") + fam + " " + table_ + " " + c.spec.name +
-                           " does not hold tether's rules");
-      }
-    }
-  };
-  check_chains(kInet, "inet", inet_chains(table_));
-  const Verdict want = policy.icc ? Verdict::accept() : Verdict::drop();
+  check_chains(tx, table_, kInet, "inet", inet_chains(table_), problems);
   for (const std::string& iface : policy.ifaces) {
-    const Bytes name = nft::ifname(iface);
-    if (icc_verdict(tx, table_, iface_pair(iface)) != want) {
-      problems.push_back("bridge " + iface + ": icc element missing or wrong in " + kSameBridge);
-    }
-    if (!present(tx, kInet, table_, kBridges, name)) {
-      problems.push_back("bridge " + iface + " is not in " + kBridges);
-    }
-    if (present(tx, kInet, table_, kInternal, name) != policy.internal) {
-      problems.push_back("bridge " + iface + ": membership of set internal is wrong");
-    }
-    if (present(tx, kInet, table_, kIsolated, name) != policy.isolate) {
-      problems.push_back("bridge " + iface + ": membership of set isolated is wrong");
+    check_bridge_iface(tx, table_, policy, iface, problems);
+  }
+  for (const std::string& link : policy.overlay_links) {
+    if (!present(tx, kInet, table_, kOverlays, nft::ifname(link))) {
+      problems.push_back("overlay device " + link + " is not in " + kOverlays);
     }
   }
-  for (const auto& [set, el] : masq_elements(state)) {
-    if (!present(tx, kInet, table_, set, el.key)) {
-      problems.push_back(std::string("masquerade element missing from set ") + set);
+  for (const auto& [set, el] : inet_elements(state)) {
+    if (!present(tx, kInet, table_, set, el)) {
+      problems.push_back(std::string(set == kLinks4 ? "link" : "masquerade") +
+                         " element missing from set " + set);
     }
   }
   if (state.spoofchk) {
-    check_chains(kBridgeFamily, "bridge", bridge_chains(table_));
+    check_chains(tx, table_, kBridgeFamily, "bridge", bridge_chains(table_), problems);
     for (const auto& [set, el] : spoof_elements(state)) {
       if (!present(tx, kBridgeFamily, table_, set, el.key)) {
         problems.push_back(std::string("macspoofchk element missing from set ") + set);

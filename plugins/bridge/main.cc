@@ -12,5 +12,5 @@ int main() {
           .status = cni::bridge::cmd_status,
           .gc = cni::bridge::cmd_gc,
       },
-      "tether bridge plugin " TETHER_VERSION);
+      "bridge v" TETHER_VERSION " (tether)");
 }

@@ -1,6 +1,7 @@
 #include "plugins/dns-sidecar/answer.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "plugins/dns-sidecar/ldns_ptr.h"
 #include "plugins/dns-sidecar/names.h"
@@ -87,13 +88,12 @@ Decision reply(ldns_pkt* r, const ldns_pkt* q, Transport t) {
 
 // The cache key: transport, who is asking (a container, or the set of networks of an
 // unregistered source) and the query after its ID.
-std::string cache_key(const Index& index, const Scope& scope, Transport t, const uint8_t* wire,
-                      size_t len) {
+std::string cache_key(const Scope& scope, Transport t, const uint8_t* wire, size_t len) {
   std::string key;
   key.reserve(len + 16);
   key.push_back(t == Transport::kUdp ? 'u' : 't');
   if (scope.container) {
-    auto c = static_cast<uint32_t>(scope.container - index.containers().data());
+    uint64_t c = scope.container->uid;
     key.push_back('c');
     key.append(reinterpret_cast<const char*>(&c), sizeof(c));
   } else {
@@ -103,6 +103,47 @@ std::string cache_key(const Index& index, const Scope& scope, Transport t, const
   }
   key.append(reinterpret_cast<const char*>(wire) + 2, len - 2);
   return key;
+}
+
+// A name of the index: its PTR, or its A/AAAA records (NODATA for other types), or NXDOMAIN
+// for a local name that does not exist; nullopt when the index has no answer.
+std::optional<Decision> answer_local(const Index& index, const Scope& scope, ldns_pkt* q,
+                                     Transport transport, std::minstd_rand& rng, bool forward,
+                                     bool* cacheable) {
+  const ldns_rr* question = ldns_rr_list_rr(ldns_pkt_question(q), 0);
+  const ldns_rdf* owner = ldns_rr_owner(question);
+  ldns_rr_type qtype = ldns_rr_get_type(question);
+  std::string name = name_text(owner);
+  if (is_reverse(name)) {
+    auto target = index.resolve_ptr(scope, name);
+    if (!target) return std::nullopt;
+    PktPtr r = make_reply(q, LDNS_RCODE_NOERROR, true, forward);
+    if (qtype == LDNS_RR_TYPE_PTR || qtype == LDNS_RR_TYPE_ANY) {
+      push_answer(r.get(), owner, LDNS_RR_TYPE_PTR, index.ttl(scope),
+                  ldns_dname_new_frm_str(target->c_str()));
+    }
+    return reply(r.get(), q, transport);
+  }
+  Resolution res = index.resolve(scope, name);
+  if (res.kind == Resolution::Kind::kNxDomain) {
+    return reply(make_reply(q, LDNS_RCODE_NXDOMAIN, true, forward).get(), q, transport);
+  }
+  if (res.kind != Resolution::Kind::kFound) return std::nullopt;
+  PktPtr r = make_reply(q, LDNS_RCODE_NOERROR, true, forward);
+  bool any = qtype == LDNS_RR_TYPE_ANY;
+  // Other types of a local name (MX, TXT...) are NODATA: its zone is ours, not upstream's.
+  std::erase_if(res.addresses, [&](const IpAddr& ip) {
+    return !any && qtype != (ip.is_v4() ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA);
+  });
+  std::shuffle(res.addresses.begin(), res.addresses.end(), rng);
+  *cacheable = res.addresses.size() <= 1;
+  uint32_t ttl = index.ttl(scope);
+  for (const auto& ip : res.addresses) {
+    push_answer(r.get(), owner, ip.is_v4() ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA, ttl,
+                ldns_rdf_new_frm_data(ip.is_v4() ? LDNS_RDF_TYPE_A : LDNS_RDF_TYPE_AAAA,
+                                      static_cast<size_t>(ip.byte_len()), ip.bytes()));
+  }
+  return reply(r.get(), q, transport);
 }
 
 // Everything but the cache. `cacheable` says whether the reply depends on the query and the
@@ -120,45 +161,10 @@ Decision answer_uncached(const Index& index, const Scope& scope, const uint8_t* 
   if (ldns_pkt_qdcount(q.get()) != 1) {
     return reply(make_reply(q.get(), LDNS_RCODE_FORMERR, false, forward).get(), q.get(), transport);
   }
-  const ldns_rr* question = ldns_rr_list_rr(ldns_pkt_question(q.get()), 0);
-  const ldns_rdf* owner = ldns_rr_owner(question);
-  ldns_rr_type qtype = ldns_rr_get_type(question);
-  ldns_rr_class qclass = ldns_rr_get_class(question);
-  std::string name = name_text(owner);
-
+  ldns_rr_class qclass = ldns_rr_get_class(ldns_rr_list_rr(ldns_pkt_question(q.get()), 0));
   if (qclass == LDNS_RR_CLASS_IN || qclass == LDNS_RR_CLASS_ANY) {
-    if (is_reverse(name)) {
-      if (auto target = index.resolve_ptr(scope, name)) {
-        PktPtr r = make_reply(q.get(), LDNS_RCODE_NOERROR, true, forward);
-        if (qtype == LDNS_RR_TYPE_PTR || qtype == LDNS_RR_TYPE_ANY) {
-          push_answer(r.get(), owner, LDNS_RR_TYPE_PTR, index.ttl(scope),
-                      ldns_dname_new_frm_str(target->c_str()));
-        }
-        return reply(r.get(), q.get(), transport);
-      }
-    } else {
-      Resolution res = index.resolve(scope, name);
-      if (res.kind == Resolution::Kind::kNxDomain) {
-        return reply(make_reply(q.get(), LDNS_RCODE_NXDOMAIN, true, forward).get(), q.get(),
-                     transport);
-      }
-      if (res.kind == Resolution::Kind::kFound) {
-        PktPtr r = make_reply(q.get(), LDNS_RCODE_NOERROR, true, forward);
-        bool any = qtype == LDNS_RR_TYPE_ANY;
-        // Other types of a local name (MX, TXT...) are NODATA: its zone is ours, not upstream's.
-        std::erase_if(res.addresses, [&](const IpAddr& ip) {
-          return !any && qtype != (ip.is_v4() ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA);
-        });
-        std::shuffle(res.addresses.begin(), res.addresses.end(), rng);
-        *cacheable = res.addresses.size() <= 1;
-        uint32_t ttl = index.ttl(scope);
-        for (const auto& ip : res.addresses) {
-          push_answer(r.get(), owner, ip.is_v4() ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA, ttl,
-                      ldns_rdf_new_frm_data(ip.is_v4() ? LDNS_RDF_TYPE_A : LDNS_RDF_TYPE_AAAA,
-                                            static_cast<size_t>(ip.byte_len()), ip.bytes()));
-        }
-        return reply(r.get(), q.get(), transport);
-      }
+    if (auto d = answer_local(index, scope, q.get(), transport, rng, forward, cacheable)) {
+      return std::move(*d);
     }
   }
   if (!forward) {
@@ -179,18 +185,18 @@ Decision answer_uncached(const Index& index, const Scope& scope, const uint8_t* 
 
 }  // namespace
 
-bool ReplyCache::find(const std::string& key, const uint8_t* wire,
+bool ReplyCache::find(const std::string& key, uint64_t stamp, const uint8_t* wire,
                       std::vector<uint8_t>* out) const {
   auto it = map_.find(key);
-  if (it == map_.end()) return false;
-  *out = it->second;
+  if (it == map_.end() || it->second.first != stamp) return false;
+  *out = it->second.second;
   LDNS_ID_SET(out->data(), LDNS_ID_WIRE(wire));
   return true;
 }
 
-void ReplyCache::store(std::string key, const std::vector<uint8_t>& reply) {
+void ReplyCache::store(std::string key, uint64_t stamp, const std::vector<uint8_t>& reply) {
   if (map_.size() >= kMaxEntries) map_.clear();
-  map_.emplace(std::move(key), reply);
+  map_.insert_or_assign(std::move(key), std::pair{stamp, reply});
 }
 
 Decision answer_query(const Index& index, const IpAddr& source, const uint8_t* wire, size_t len,
@@ -200,16 +206,47 @@ Decision answer_query(const Index& index, const IpAddr& source, const uint8_t* w
   if (!scope || len < LDNS_HEADER_SIZE) return {};
   std::string key;
   if (cache) {
-    key = cache_key(index, *scope, transport, wire, len);
+    key = cache_key(*scope, transport, wire, len);
     Decision hit{Decision::Kind::kReply, {}, {}};
-    if (cache->find(key, wire, &hit.reply)) return hit;
+    if (cache->find(key, index.stamp(*scope), wire, &hit.reply)) return hit;
   }
   bool cacheable = false;
   Decision d = answer_uncached(index, *scope, wire, len, transport, host, rng, &cacheable);
   if (cache && cacheable && d.kind == Decision::Kind::kReply && !d.reply.empty()) {
-    cache->store(std::move(key), d.reply);
+    cache->store(std::move(key), index.stamp(*scope), d.reply);
   }
   return d;
+}
+
+std::optional<std::vector<uint8_t>> upstream_reply(const uint8_t* query, size_t query_len,
+                                                   const uint8_t* reply, size_t reply_len,
+                                                   Transport transport) {
+  PktPtr q = parse(query, query_len);
+  PktPtr r = parse(reply, reply_len);
+  if (!q || !r || !ldns_pkt_qr(r.get()) || ldns_pkt_id(r.get()) != ldns_pkt_id(q.get()) ||
+      ldns_pkt_get_opcode(r.get()) != ldns_pkt_get_opcode(q.get()) ||
+      ldns_pkt_qdcount(q.get()) != 1) {
+    return std::nullopt;
+  }
+  // A server may leave the question out of an error (FORMERR, NOTIMP...), never out of an answer.
+  if (ldns_pkt_qdcount(r.get()) != 1 &&
+      (ldns_pkt_qdcount(r.get()) != 0 || ldns_pkt_get_rcode(r.get()) == LDNS_RCODE_NOERROR)) {
+    return std::nullopt;
+  }
+  if (ldns_pkt_qdcount(r.get()) == 1) {
+    const ldns_rr* asked = ldns_rr_list_rr(ldns_pkt_question(q.get()), 0);
+    const ldns_rr* told = ldns_rr_list_rr(ldns_pkt_question(r.get()), 0);
+    if (ldns_dname_compare(ldns_rr_owner(asked), ldns_rr_owner(told)) != 0 ||
+        ldns_rr_get_type(asked) != ldns_rr_get_type(told) ||
+        ldns_rr_get_class(asked) != ldns_rr_get_class(told)) {
+      return std::nullopt;
+    }
+  }
+  size_t limit = size_limit(q.get(), transport);
+  if (reply_len <= limit) return std::vector<uint8_t>(reply, reply + reply_len);
+  PktPtr t = make_reply(q.get(), ldns_pkt_get_rcode(r.get()), false, true);
+  ldns_pkt_set_tc(t.get(), true);
+  return to_wire(t.get(), limit);
 }
 
 std::vector<uint8_t> error_reply(const uint8_t* query, size_t len, int rcode, Transport transport) {

@@ -4,9 +4,11 @@
 // built with ldns. The wire format is ldns's throughout.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/ip.h"
@@ -29,18 +31,22 @@ struct Decision {
 
 // Replies that depend only on the query's bytes and the client's scope (everything except
 // shuffled multi-address answers and forwards), keyed by transport, scope and the query without
-// its ID. The owner clears it whenever the index changes. Bounded: it starts over when full.
+// its ID. Each entry carries the Index::stamp() of its scope at the time it was stored, and a
+// lookup with another stamp misses: a registration invalidates exactly the replies of the
+// scopes it touches, at no cost. The owner clears it when the host's upstreams change.
+// Bounded: it starts over when full.
 class ReplyCache {
  public:
   static constexpr size_t kMaxEntries = 16384;
   // True and `out` set (with the query's ID) on a hit.
-  bool find(const std::string& key, const uint8_t* wire, std::vector<uint8_t>* out) const;
-  void store(std::string key, const std::vector<uint8_t>& reply);
+  bool find(const std::string& key, uint64_t stamp, const uint8_t* wire,
+            std::vector<uint8_t>* out) const;
+  void store(std::string key, uint64_t stamp, const std::vector<uint8_t>& reply);
   void clear() { map_.clear(); }
   size_t size() const { return map_.size(); }
 
  private:
-  std::unordered_map<std::string, std::vector<uint8_t>> map_;
+  std::unordered_map<std::string, std::pair<uint64_t, std::vector<uint8_t>>> map_;
 };
 
 // `source` is the client's address; `host` the servers of the host's resolv.conf; `cache`
@@ -56,6 +62,14 @@ class ReplyCache {
 Decision answer_query(const Index& index, const IpAddr& source, const uint8_t* wire, size_t len,
                       Transport transport, const std::vector<Upstream>& host, std::minstd_rand& rng,
                       ReplyCache* cache = nullptr);
+
+// What a server answered to the forwarded `query`, as the client gets it; nullopt when it is no
+// reply to it (it does not parse, is not a response, or answers another ID, opcode or
+// question): that server failed. Over UDP a reply larger than the client's buffer (512 bytes or
+// its EDNS0 size) becomes the header and question with TC set: the client asks again over TCP.
+std::optional<std::vector<uint8_t>> upstream_reply(const uint8_t* query, size_t query_len,
+                                                   const uint8_t* reply, size_t reply_len,
+                                                   Transport transport);
 
 // A reply to `query` with `rcode` and no answers (SERVFAIL when forwarding failed); empty when
 // the query does not parse.

@@ -1,5 +1,6 @@
 #include "plugins/dns-sidecar/config.h"
 
+#include "common/cluster.h"
 #include "common/error.h"
 #include "plugins/dns-sidecar/names.h"
 #include "plugins/dns-sidecar/upstream.h"
@@ -41,8 +42,7 @@ Config Config::parse(const NetConf& conf, const CniArgs& cni_args) {
   }
   c.upstreams = get_string_list(raw, "upstreams").value_or(std::vector<std::string>{});
   check_servers("upstreams", c.upstreams);
-  c.state_dir = get_string(raw, "stateDir").value_or(kDefaultStateDir);
-  if (c.state_dir.empty() || c.state_dir[0] != '/') throw_config("stateDir: must be absolute");
+  c.state_dir = get_state_dir(raw, kDefaultStateDir);
   c.socket = get_string(raw, "socket").value_or(c.state_dir + "/" + kSocketName);
   if (c.socket.empty() || c.socket[0] != '/') throw_config("socket: must be absolute");
   c.ttl = static_cast<uint32_t>(get_int(raw, "ttl", {}, 0, INT32_MAX).value_or(0));
@@ -51,6 +51,7 @@ Config Config::parse(const NetConf& conf, const CniArgs& cni_args) {
   c.resolv_conf = get_string(raw, "resolvConf").value_or("");
   c.log_file = get_string(raw, "logFile").value_or("");
   c.log_level = get_string(raw, "logLevel").value_or("");
+  if (auto cl = cluster::from_plugin_conf(raw, "")) c.cluster_file = cl->path;
 
   c.name = cni_args.get("K8S_POD_NAME").value_or("");
   const json* cni = get_object(conf.args, "cni", "args");

@@ -33,6 +33,9 @@ struct Config {
   std::string resolv_conf;  // host resolv.conf for a daemon this plugin starts; "" = its default
   std::string log_file;
   std::string log_level;
+  // `cluster` (true: /etc/tether/cluster.json, or a path): the cluster file the daemon this
+  // plugin starts publishes names through; "" without a cluster.
+  std::string cluster_file;
 
   // The container: name from args.cni.name, else CNI_ARGS K8S_POD_NAME.
   std::string name;

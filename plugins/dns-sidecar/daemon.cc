@@ -2,19 +2,19 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <iostream>
-#include <thread>
+#include <optional>
 
+#include "common/control.h"
+#include "common/daemon.h"
 #include "common/error.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "plugins/dns-sidecar/config.h"
-#include "plugins/dns-sidecar/control.h"
 #include "plugins/dns-sidecar/server.h"
 
 namespace cni::dns {
@@ -27,25 +27,6 @@ namespace {
 // How long a daemon started by the plugin waits for the lock held by one that is exiting.
 constexpr auto kLockWait = std::chrono::seconds(5);
 
-enum class LockResult { kHeld, kBusy };
-
-LockResult lock_pidfile(const std::string& path, bool wait, Fd* out) {
-  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd) throw_errno("cannot open " + path, errno, kErrIo);
-  auto deadline = std::chrono::steady_clock::now() + kLockWait;
-  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK) throw_errno("cannot lock " + path, errno, kErrIo);
-    if (!wait || std::chrono::steady_clock::now() > deadline) return LockResult::kBusy;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), pid.data(), pid.size(), 0) < 0) {
-    throw_errno("cannot write " + path, errno, kErrIo);
-  }
-  *out = std::move(fd);
-  return LockResult::kHeld;
-}
-
 struct DaemonArgs {
   ServerOptions server;
   bool daemonize = false;
@@ -53,63 +34,28 @@ struct DaemonArgs {
   std::string log_level = "info";
 };
 
-// Writes `msg` to the readiness pipe of a daemonizing parent (if any).
-void report(int fd, const std::string& msg) {
-  if (fd >= 0) {
-    ssize_t ignored = ::write(fd, msg.data(), msg.size());
-    (void)ignored;
-    ::close(fd);
-  }
-}
-
 int run_daemon(DaemonArgs a) {
   if (a.server.socket.empty()) a.server.socket = a.server.state_dir + "/" + kSocketName;
   int ready_fd = -1;
   if (a.daemonize) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2");
-    pid_t pid = ::fork();
-    if (pid < 0) throw_errno("fork");
-    if (pid > 0) {
-      // The parent returns once the daemon serves (or says why it cannot), so that whoever
-      // started us can use it right away.
-      ::close(p[1]);
-      std::string msg;
-      char buf[512];
-      ssize_t n;
-      while ((n = ::read(p[0], buf, sizeof(buf))) > 0) msg.append(buf, static_cast<size_t>(n));
-      if (msg == "ok" || msg == "busy") return 0;
-      std::cerr << "dns-sidecar daemon: " << (msg.empty() ? "exited during start-up" : msg) << "\n";
-      return 1;
-    }
-    ::close(p[0]);
-    ready_fd = p[1];
-    ::setsid();
-    if (::chdir("/") != 0) {
-      // Not fatal: every path we use is absolute.
-    }
-    // Nothing of the plugin's stdio may stay open here: a runtime reads the plugin's stdout
-    // and stderr until EOF.
-    Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    ::dup2(null.get(), 0);
-    ::dup2(null.get(), 1);
     std::string log = a.log_file.empty() ? default_log_path(a.server.state_dir) : a.log_file;
-    if (::mkdir(a.server.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-      // ensure_dir below reports the error through the pipe.
+    if (auto parent_exit =
+            daemon::fork_off("dns-sidecar daemon", a.server.state_dir, log, ready_fd)) {
+      return *parent_exit;
     }
-    Fd logfd(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    ::dup2(logfd ? logfd.get() : null.get(), 2);
     a.log_file.clear();  // stderr is the log file now
   }
   log::init("dns-sidecar");
   log::configure(a.log_file, a.log_level);
   try {
     ensure_dir(a.server.state_dir, 0700);
-    Fd lock;
-    if (lock_pidfile(pidfile_path(a.server.state_dir), a.daemonize, &lock) == LockResult::kBusy) {
+    std::optional<Fd> lock =
+        daemon::lock_pidfile(pidfile_path(a.server.state_dir),
+                             a.daemonize ? kLockWait : std::chrono::milliseconds::zero());
+    if (!lock) {
       if (a.daemonize) {
         spdlog::info("another daemon serves {}", a.server.state_dir);
-        report(ready_fd, "busy");
+        daemon::report(ready_fd, "busy");
         return 0;
       }
       throw Error(kErrIo, "another dns-sidecar daemon is running",
@@ -117,15 +63,15 @@ int run_daemon(DaemonArgs a) {
     }
     Server server(a.server);
     server.start();
-    report(ready_fd, "ok");
+    daemon::report(ready_fd, "ok");
     server.run();
     // A stale pid must not point a test or an admin at an unrelated process. The file itself
     // stays: it is the lock, and unlinking it would let two daemons lock two different files.
-    if (::ftruncate(lock.get(), 0) != 0) spdlog::warn("cannot truncate the pid file");
+    if (::ftruncate(lock->get(), 0) != 0) spdlog::warn("cannot truncate the pid file");
     return 0;
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
-    report(ready_fd, e.what());
+    daemon::report(ready_fd, e.what());
     return 1;
   }
 }
@@ -137,8 +83,10 @@ void print_table(const json& reply) {
               << (net["internal"].get<bool>() ? "  internal" : "") << "  listen";
     for (const auto& l : net["listen"]) std::cout << " " << l.get<std::string>();
     std::cout << "\n";
+    // One line per record with the node that published it, as `weave status dns` shows.
     for (const auto& c : net["containers"]) {
-      std::cout << "  " << c["containerID"].get<std::string>().substr(0, 12) << " "
+      std::cout << "  " << c.value("node", "") << (c.value("local", true) ? " " : " (remote) ")
+                << c["containerID"].get<std::string>().substr(0, 12) << " "
                 << c["ifname"].get<std::string>() << " ";
       // A literal, not a std::string: g++ 12 at -O3 warns (-Wstringop-overflow) about the copy
       // in basic_string::_M_replace that `sep = ","` inlines, and no copy is needed at all.
@@ -180,6 +128,10 @@ int cli_main(int argc, char** argv) {
       ->add_option("--idle-exit", d.server.idle_exit_s,
                    "exit after this many seconds without registrations (0: never)")
       ->capture_default_str();
+  daemon->add_option("--cluster", d.server.cluster_file,
+                     "cluster file: publish names to etcd and serve every node's");
+  daemon->add_option("--lease-ttl", d.server.lease_ttl,
+                     "seconds a dead daemon's names stay published [the file's leaseTTL]");
   daemon->add_flag("--daemonize", d.daemonize, "fork into the background once serving");
   daemon->add_option("--log-file", d.log_file,
                      "log file [stderr; <state-dir>/daemon.log when daemonized]");
@@ -189,7 +141,8 @@ int cli_main(int argc, char** argv) {
   std::string state_dir = kDefaultStateDir;
   std::string socket;
   bool as_json = false;
-  auto* list = app.add_subcommand("list", "show the networks and names a running daemon serves");
+  auto* list =
+      app.add_subcommand("list", "show every record a running daemon serves, with its node");
   list->add_option("--state-dir", state_dir, "the daemon's state dir")->capture_default_str();
   list->add_option("--socket", socket, "control socket [<state-dir>/control.sock]");
   list->add_flag("--json", as_json, "print the daemon's JSON");
@@ -199,7 +152,7 @@ int cli_main(int argc, char** argv) {
 
   try {
     if (socket.empty()) socket = state_dir + "/" + kSocketName;
-    auto client = ControlClient::connect(socket);
+    auto client = control::Client::connect(socket, kDaemon);
     if (!client) {
       std::cerr << "dns-sidecar: no daemon listens on " << socket << "\n";
       return 1;

@@ -10,6 +10,8 @@ namespace cni::dns {
 std::string pidfile_path(const std::string& state_dir);
 // Where a daemonized daemon writes its log unless told otherwise.
 std::string default_log_path(const std::string& state_dir);
+// How the daemon is named in the control client's messages.
+inline constexpr const char* kDaemon = "the DNS daemon";
 
 // argv[1] is "daemon" or "list" (or --help). Returns the process exit code.
 int cli_main(int argc, char** argv);

@@ -1,9 +1,10 @@
 // dns-sidecar: a chained CNI plugin that publishes container names through one shared DNS
 // daemon, and that daemon (`dns-sidecar daemon`). Run without arguments it is the plugin: the
-// table below; with a subcommand it is the daemon or its `list` client. See README.md.
+// table below, the verbs in cmd.cc; with a subcommand it is the daemon or its `list` client.
+// See README.md.
 #include "common/skel.h"
+#include "plugins/dns-sidecar/cmd.h"
 #include "plugins/dns-sidecar/daemon.h"
-#include "plugins/dns-sidecar/plugin.h"
 
 int main(int argc, char** argv) {
   if (argc > 1) return cni::dns::cli_main(argc, argv);
@@ -15,5 +16,5 @@ int main(int argc, char** argv) {
           .status = cni::dns::cmd_status,
           .gc = cni::dns::cmd_gc,
       },
-      "dns-sidecar v" TETHER_VERSION);
+      "dns-sidecar v" TETHER_VERSION " (tether)");
 }

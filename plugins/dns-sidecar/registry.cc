@@ -1,9 +1,6 @@
 #include "plugins/dns-sidecar/registry.h"
 
-#include <spdlog/spdlog.h>
-
 #include "common/error.h"
-#include "common/files.h"
 #include "common/netconf.h"
 #include "plugins/dns-sidecar/names.h"
 #include "plugins/dns-sidecar/upstream.h"
@@ -16,12 +13,18 @@ std::vector<std::string> strings(const json& j, const char* key) {
   return get_string_list(j, key, "record").value_or(std::vector<std::string>{});
 }
 
+// Out of line: g++ 12 inlines the message's concatenations into parse_all and then warns
+// (-Warray-bounds) about a string copy it cannot prove in bounds.
+[[noreturn]] __attribute__((noinline)) void invalid_address(const char* key, const std::string& s) {
+  throw_config(std::string("record.") + key + ": invalid address \"" + s + "\"");
+}
+
 template <class T, class F>
 std::vector<T> parse_all(const json& j, const char* key, F parse) {
   std::vector<T> out;
   for (const auto& s : strings(j, key)) {
     auto v = parse(s);
-    if (!v) throw_config(std::string("record.") + key + ": invalid address \"" + s + "\"");
+    if (!v) invalid_address(key, s);
     out.push_back(*v);
   }
   return out;
@@ -57,6 +60,8 @@ json Record::to_json() const {
             {"ttl", net.ttl},
             {"serial", serial}};
   if (net.port) j["port"] = *net.port;
+  if (!key.node.empty()) j["node"] = key.node;
+  if (cluster) j["cluster"] = true;
   return j;
 }
 
@@ -68,7 +73,8 @@ Record Record::from_json(const json& j) {
     if (!v || v->empty()) throw_config(std::string("record.") + k + " is missing");
     return *v;
   };
-  r.key = {req("network"), req("containerID"), req("ifname")};
+  r.key = {{req("network"), req("containerID"), req("ifname")},
+           get_string(j, "node", "record").value_or("")};
   r.name = get_string(j, "name", "record").value_or("");
   r.hostname = get_string(j, "hostname", "record").value_or("");
   r.aliases = strings(j, "aliases");
@@ -87,6 +93,7 @@ Record Record::from_json(const json& j) {
   if (const json* s = find_key(j, "serial"); s && s->is_number_unsigned()) {
     r.serial = s->get<uint64_t>();
   }
+  r.cluster = get_bool(j, "cluster", "record").value_or(false);
   r.validate();
   return r;
 }
@@ -117,57 +124,45 @@ std::vector<std::string> Record::network_names() const {
   return out;
 }
 
+void Registry::upsert(Record r) {
+  auto [it, added] = records_.try_emplace(r.key);
+  if (added) per_node_[r.key.node]++;
+  it->second = std::move(r);
+}
+
+bool Registry::erase(const AttachmentKey& key) {
+  if (records_.erase(key) == 0) return false;
+  if (--per_node_[key.node] == 0) per_node_.erase(key.node);
+  return true;
+}
+
 void Registry::replace_network(const std::string& network, std::vector<Record> records) {
-  std::erase_if(records_, [&](const auto& kv) { return kv.first.network == network; });
+  std::vector<AttachmentKey> gone;
+  for (const auto& [key, r] : records_) {
+    if (key.network == network) gone.push_back(key);
+  }
+  for (const auto& k : gone) erase(k);
   for (auto& r : records) upsert(std::move(r));
 }
 
-RecordStore::RecordStore(std::string state_dir) : dir_(std::move(state_dir) + "/records") {}
-
-std::string RecordStore::path(const AttachmentKey& key) const {
-  return dir_ + "/" + key.network + "@" + key.container_id + "@" + key.ifname + ".json";
+const Record* Registry::find(const AttachmentKey& key) const {
+  auto it = records_.find(key);
+  return it == records_.end() ? nullptr : &it->second;
 }
 
-void RecordStore::save(const Record& r) const {
-  ensure_dir(dir_, 0700);
-  // Atomic but not durable: a registration describes a running container, and neither survives
-  // a power loss. A daemon crash loses nothing (the page cache has it); two fsyncs would cost
-  // ~15 ms per ADD on a disk-backed /run. An empty file left by a power loss is skipped on load.
-  atomic_replace(path(r.key), r.to_json().dump(), 0600);
+size_t Registry::count_of_node(const std::string& node) const {
+  auto it = per_node_.find(node);
+  return it == per_node_.end() ? 0 : it->second;
 }
 
-bool RecordStore::remove(const AttachmentKey& key) const { return remove_file(path(key)); }
-
-std::optional<Record> RecordStore::load(const AttachmentKey& key) const {
-  auto text = read_file(path(key));
-  if (!text) return std::nullopt;
-  return Record::from_json(json::parse(*text));
-}
-
-std::vector<AttachmentKey> RecordStore::list(const std::optional<std::string>& network) const {
-  std::vector<AttachmentKey> out;
-  for (const auto& f : list_dir(dir_)) {
-    constexpr std::string_view kExt = ".json";
-    // Skips the hidden temp files of atomic_write and anything else that is not a record.
-    if (f[0] == '.' || f.size() <= kExt.size() || !f.ends_with(kExt)) continue;
-    auto a = f.find('@');
-    auto b = a == std::string::npos ? a : f.find('@', a + 1);
-    if (b == std::string::npos) continue;
-    AttachmentKey k{f.substr(0, a), f.substr(a + 1, b - a - 1),
-                    f.substr(b + 1, f.size() - b - 1 - kExt.size())};
-    if (!network || k.network == *network) out.push_back(std::move(k));
-  }
-  return out;
-}
+RecordStore::RecordStore(const std::string& state_dir)
+    : AttachmentStore<Record>(state_dir + "/records", Durability::kKernelLifetime,
+                              Legacy::kFlatAt) {}
 
 std::vector<Record> RecordStore::load_all(const std::optional<std::string>& network) const {
   std::vector<Record> out;
-  for (const auto& k : list(network)) {
-    try {
-      if (auto r = load(k)) out.push_back(std::move(*r));
-    } catch (const std::exception& e) {
-      spdlog::error("skipping record {}: {}", path(k), e.what());
-    }
+  for (const cni::AttachmentKey& k : network ? list(*network) : list()) {
+    if (auto r = load(k)) out.push_back(std::move(*r));
   }
   return out;
 }

@@ -11,12 +11,14 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/files.h"
 #include "plugins/dns-sidecar/answer.h"
+#include "plugins/dns-sidecar/cluster_sync.h"
 #include "plugins/dns-sidecar/lookup.h"
 #include "plugins/dns-sidecar/registry.h"
 #include "plugins/dns-sidecar/upstream.h"
@@ -31,6 +33,12 @@ struct ServerOptions {
   // Exit once no registration is left for this long (the plugin starts the daemon again when
   // it needs one); 0 keeps running, as under systemd.
   int idle_exit_s = 0;
+  // The node name records are published under; "" takes the host name (uname).
+  std::string node;
+  // The cluster file (common/cluster.h): publish local records, serve every node's; its node
+  // name replaces `node`. lease_ttl > 0 overrides its leaseTTL.
+  std::string cluster_file;
+  int lease_ttl = 0;
 };
 
 // Something registered with epoll. Each registration gets a fresh token (epoll's data), looked
@@ -60,8 +68,27 @@ class Server {
   void start();
   // Serves until SIGTERM/SIGINT (or idle exit). SIGHUP reloads everything from the state dir.
   void run();
+  // One turn of run(): waits at most `max_wait_ms` for events, dispatches them, expires
+  // forwards and sweeps idle connections. Returns false once the daemon should stop.
+  bool run_once(int max_wait_ms);
 
-  // The control protocol (control.h), also callable directly by tests.
+  // A failure in one event (a throw from its handler, from a forward's timeout or a sweep) is
+  // contained: logged, counted here and in the list reply ("eventFailures"), and the daemon goes
+  // on serving every other network. Ending the daemon would end DNS for all of them.
+  uint64_t event_failures() const { return event_failures_; }
+  // Registers `w` for `events` on `fd`, owned by the server until it is destroyed. For watches
+  // from outside the server's own kinds (tests inject a failing handler through it).
+  void adopt_watch(int fd, uint32_t events, std::unique_ptr<Watch> w);
+
+  // The control protocol (common/control.h's line JSON), also callable directly by tests.
+  // Requests ({"op": ...}):
+  //   add   {"record": Record}   register (or replace) an attachment; the reply comes once its
+  //                              names resolve and its listeners are bound
+  //   del   {"network","containerID","ifname"}
+  //   check {"network","containerID","ifname"}   whether the attachment is registered
+  //   sync  {"network"}          reload one network's records from the state dir
+  //   ping / list
+  // Replies: {"ok": true, ...} or {"ok": false, "error": "..."}.
   json handle_control(const json& request);
 
  private:
@@ -72,14 +99,24 @@ class Server {
 
   using Clock = std::chrono::steady_clock;
 
+  // The control ops that change the registry; the key a del or check request names.
+  json control_add(const json& request);
+  json control_del(const json& request);
+  AttachmentKey control_key(const json& request) const;
+
   void add_watch(int fd, uint32_t events, Watch* w);
   void mod_watch(int fd, uint32_t events, Watch* w);
   void retire_token(Watch* w);
   void retire(std::unique_ptr<Watch> w);
 
-  // Rebuilds the index and opens/closes listeners to match. Returns an error text for every
-  // listener that could not be bound.
-  std::vector<std::string> rebuild();
+  // Every change of the view goes through these two: registry and index in step, O(record).
+  void put_record(Record r);
+  bool drop_record(const AttachmentKey& key);
+  // Makes this node's records of `network` (of all networks: nullopt) exactly `records`.
+  void replace_local(const std::optional<std::string>& network, std::vector<Record> records);
+  // Opens/closes listeners to match the index. Returns an error text for every listener that
+  // could not be bound.
+  std::vector<std::string> sync_listeners();
   std::optional<std::string> open_listener(const ListenKey& key);
   void reload_all();
 
@@ -99,8 +136,18 @@ class Server {
   void deliver_tcp(uint64_t conn_id, const std::vector<uint8_t>& reply);
   void expire_forwards(Clock::time_point now);
   void sweep_tcp(Clock::time_point now);
+  // At kMaxTcpConns: closes the connection idle longest that waits for no forward; false when
+  // every one does.
+  bool evict_idlest_conn();
+  // Listeners that ran out of fds accept again.
+  void resume_accepting();
   int next_timeout_ms(Clock::time_point now) const;
   json list() const;
+  template <class F>
+  void contained(const char* what, F&& f) noexcept;
+  void on_cluster();
+  // The request `ticket` of a control connection finished in the cluster thread.
+  void finish_request(uint64_t ticket, bool published, const std::string& error);
 
   ServerOptions opts_;
   RecordStore store_;
@@ -113,7 +160,13 @@ class Server {
   std::unique_ptr<Watch> resolv_watch_;
   Registry registry_;
   Index index_;
-  ReplyCache cache_;  // cleared with every index and host-upstream change
+  ReplyCache cache_;  // entries expire with their scope's stamp; cleared on host-upstream change
+  std::string node_;
+  std::unique_ptr<ClusterSync> cluster_;
+  std::unique_ptr<Watch> cluster_watch_;
+  std::map<uint64_t, ControlConn*>
+      awaiting_;  // control replies waiting for etcd, by ticket  // who publishes our local
+                  // records: the cluster's node name, else hostname
   std::map<ListenKey, std::unique_ptr<Listener>> listeners_;
   std::map<uint64_t, std::unique_ptr<TcpConn>> conns_;
   std::map<uint64_t, std::unique_ptr<Forward>> forwards_;
@@ -125,7 +178,10 @@ class Server {
   uint64_t next_id_ = 1;
   std::minstd_rand rng_;
   bool stop_ = false;
+  uint64_t event_failures_ = 0;
+  std::vector<std::unique_ptr<Watch>> adopted_;
   std::optional<Clock::time_point> idle_since_;
+  Clock::time_point last_sweep_ = Clock::now();
 };
 
 }  // namespace cni::dns

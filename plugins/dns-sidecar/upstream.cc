@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/push_unique.h"
 
 namespace cni::dns {
 
@@ -119,9 +120,7 @@ std::vector<Upstream> parse_resolv_conf(std::string_view text) {
       return w;
     };
     if (word() != "nameserver") continue;
-    if (auto u = parse_host(word())) {
-      if (std::find(out.begin(), out.end(), *u) == out.end()) out.push_back(*u);
-    }
+    if (auto u = parse_host(word())) push_unique(out, *u);
   }
   return out;
 }
@@ -135,7 +134,7 @@ std::vector<Upstream> select_upstreams(const std::vector<Upstream>& container,
     for (const auto& u : *list) {
       bool own =
           std::find(own_addresses.begin(), own_addresses.end(), u.addr) != own_addresses.end();
-      if (!own && std::find(out.begin(), out.end(), u) == out.end()) out.push_back(u);
+      if (!own) push_unique(out, u);
       if (out.size() == kMaxUpstreams) break;
     }
     if (!out.empty()) return out;

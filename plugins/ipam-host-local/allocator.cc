@@ -5,8 +5,9 @@
 #include <algorithm>
 #include <set>
 
+#include "common/crash_point.h"
 #include "common/error.h"
-#include "plugins/ipam-host-local/crash_point.h"
+#include "common/undo.h"
 
 namespace cni::hostlocal {
 
@@ -18,33 +19,13 @@ struct Planned {
   const Range* range;
 };
 
-// DEL and GC release as much as they can (SPEC: "on error continue"), then report every failure.
-class Failures {
- public:
-  template <class F>
-  void attempt(F&& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      details_ += (details_.empty() ? "" : "; ") + std::string(e.what());
-    }
-  }
-  void raise(const std::string& msg) const {
-    if (!details_.empty()) throw Error(kErrIo, msg, details_);
-  }
-
- private:
-  std::string details_;
-};
-
 // The leases, after removing what only a killed writer leaves: temp files (ours) and empty
 // lease files (the reference's create-then-write killed in between, or a power cut). Every
 // writer, ours and the reference's, writes only while holding the lock we hold now, so neither
 // can be a write in progress.
 std::vector<Lease> live_leases(LeaseStore& store) {
-  store.remove_stale_temps();
   std::vector<Lease> out;
-  for (auto& l : store.leases()) {
+  for (auto& l : store.scan(/*repair=*/true)) {
     if (l.owner.empty()) {
       spdlog::warn("removing empty lease file {}/{}", store.dir(), l.file);
       store.release(l);
@@ -59,14 +40,11 @@ std::string range_prefix(size_t set) {
   return "failed to allocate for range " + std::to_string(set) + ": ";
 }
 
-// Decides the address for every set without writing anything, so that every error the
-// reference can raise is raised before the first write. `taken` is every leased address.
-std::vector<Planned> plan(const LeaseStore& store, const Config& config, const Attachment& who,
-                          const std::vector<Lease>& leases, std::set<IpAddr>& taken) {
-  // Requested addresses go to the first set containing them; one per set, the rest stay
-  // unfulfilled and fail the ADD below, as in the reference.
+// Requested addresses go to the first set containing them; one per set, the rest stay
+// unfulfilled and fail the ADD, as in the reference.
+std::vector<std::optional<IpAddr>> place_requested(const Config& config,
+                                                   std::vector<IpAddr>& unfulfilled) {
   std::vector<std::optional<IpAddr>> requested(config.range_sets.size());
-  std::vector<IpAddr> unfulfilled;
   for (const auto& ip : config.requested_ips) {
     bool placed = false;
     for (size_t i = 0; i < config.range_sets.size() && !placed; ++i) {
@@ -77,43 +55,59 @@ std::vector<Planned> plan(const LeaseStore& store, const Config& config, const A
     }
     if (!placed) unfulfilled.push_back(ip);
   }
+  return requested;
+}
 
+// Set `i`'s requested address, when it is neither the gateway nor taken.
+Planned plan_requested(const RangeSet& set, size_t i, const IpAddr& ip,
+                       const std::set<IpAddr>& taken) {
+  const Range* r = range_for(set, ip);
+  if (ip == r->gw()) {
+    throw Error(kErrInvalidConfig,
+                range_prefix(i) + "requested ip " + ip.str() + " is subnet's gateway");
+  }
+  if (taken.count(ip)) {
+    throw Error(kErrNotAvailable, range_prefix(i) + "requested IP address " + ip.str() +
+                                      " is not available in range set " + set_str(set));
+  }
+  return {i, ip, r};
+}
+
+// Set `i`'s next free address after the last reserved one; the attachment must hold none yet.
+Planned plan_next_free(const LeaseStore& store, const RangeSet& set, size_t i,
+                       const Attachment& who, const std::vector<Lease>& leases,
+                       const std::set<IpAddr>& taken) {
+  // The spec forbids a second ADD for an attachment without a DEL in between.
+  for (const auto& l : leases) {
+    if ((l.held_by(who) || l.legacy_held_by(who.container_id)) && range_for(set, l.ip)) {
+      throw Error(kErrDuplicateAllocation, range_prefix(i) + l.ip.str() +
+                                               " has been allocated to " + who.container_id +
+                                               ", duplicate allocation is not allowed");
+    }
+  }
+  RangeIter it(set, store.last_reserved(i));
+  std::optional<RangeIter::Candidate> c;
+  while ((c = it.next()) && taken.count(c->ip)) {
+  }
+  if (!c) {
+    throw Error(kErrNotAvailable,
+                range_prefix(i) + "no IP addresses available in range set: " + set_str(set));
+  }
+  return {i, c->ip, c->range};
+}
+
+// Decides the address for every set without writing anything, so that every error the
+// reference can raise is raised before the first write. `taken` is every leased address.
+std::vector<Planned> plan(const LeaseStore& store, const Config& config, const Attachment& who,
+                          const std::vector<Lease>& leases, std::set<IpAddr>& taken) {
+  std::vector<IpAddr> unfulfilled;
+  std::vector<std::optional<IpAddr>> requested = place_requested(config, unfulfilled);
   std::vector<Planned> out;
   for (size_t i = 0; i < config.range_sets.size(); ++i) {
     const RangeSet& set = config.range_sets[i];
-    if (requested[i]) {
-      const IpAddr& ip = *requested[i];
-      const Range* r = range_for(set, ip);
-      if (ip == r->gw()) {
-        throw Error(kErrInvalidConfig,
-                    range_prefix(i) + "requested ip " + ip.str() + " is subnet's gateway");
-      }
-      if (taken.count(ip)) {
-        throw Error(kErrNotAvailable, range_prefix(i) + "requested IP address " + ip.str() +
-                                          " is not available in range set " + set_str(set));
-      }
-      out.push_back({i, ip, r});
-      taken.insert(ip);
-      continue;
-    }
-    // The spec forbids a second ADD for an attachment without a DEL in between.
-    for (const auto& l : leases) {
-      if ((l.held_by(who) || l.legacy_held_by(who.container_id)) && range_for(set, l.ip)) {
-        throw Error(kErrDuplicateAllocation, range_prefix(i) + l.ip.str() +
-                                                 " has been allocated to " + who.container_id +
-                                                 ", duplicate allocation is not allowed");
-      }
-    }
-    RangeIter it(set, store.last_reserved(i));
-    std::optional<RangeIter::Candidate> c;
-    while ((c = it.next()) && taken.count(c->ip)) {
-    }
-    if (!c) {
-      throw Error(kErrNotAvailable,
-                  range_prefix(i) + "no IP addresses available in range set: " + set_str(set));
-    }
-    out.push_back({i, c->ip, c->range});
-    taken.insert(c->ip);
+    out.push_back(requested[i] ? plan_requested(set, i, *requested[i], taken)
+                               : plan_next_free(store, set, i, who, leases, taken));
+    taken.insert(out.back().ip);
   }
   if (!unfulfilled.empty()) {
     std::string list;
@@ -138,26 +132,19 @@ std::vector<IpConfig> allocate(LeaseStore& store, const Config& config, const At
 
   // Leases first, hints after: a failure before the last lease removes the ones written, and
   // the hints are only touched once every lease is in place.
-  std::vector<Lease> written;
-  try {
-    for (const auto& p : planned) {
-      if (!store.reserve(p.ip, who)) {
-        // Only a writer ignoring the lock can get here.
-        throw Error(kErrTryAgainLater, "lease for " + p.ip.str() + " appeared while locked",
-                    store.dir());
-      }
-      written.push_back(Lease{p.ip, lease_file_name(p.ip), {}});
+  Rollback rollback;
+  for (const auto& p : planned) {
+    if (!store.reserve(p.ip, who)) {
+      // Only a writer ignoring the lock can get here.
+      throw Error(kErrTryAgainLater, "lease for " + p.ip.str() + " appeared while locked",
+                  store.dir());
     }
-  } catch (...) {
-    for (const auto& l : written) {
-      try {
-        store.release(l);
-      } catch (const Error& e) {
-        spdlog::error("rollback: {}", e.what());
-      }
-    }
-    throw;
+    rollback.add("release " + p.ip.str(),
+                 [&store, l = Lease{p.ip, lease_file_name(p.ip), {}, index_entry_name(p.ip, who)}] {
+                   store.release(l);
+                 });
   }
+  rollback.commit();
   crash_point("after-all-leases");
   for (const auto& p : planned) {
     // The hint only steers round-robin; failing an ADD whose leases are safely written because
@@ -190,17 +177,17 @@ size_t release(LeaseStore& store, const Attachment& who) {
       if (l.legacy_held_by(who.container_id)) mine.push_back(&l);
     }
   }
-  Failures failures;
+  ErrorList failures;
   for (const Lease* l : mine) {
-    failures.attempt([&] { store.release(*l); });
+    failures.attempt("release " + l->ip.str(), [&] { store.release(*l); });
     crash_point("after-release");
   }
   failures.raise("failed to release every lease of " + who.container_id);
   return mine.size();
 }
 
-bool holds(const LeaseStore& store, const Attachment& who) {
-  for (const auto& l : store.leases()) {
+bool holds(LeaseStore& store, const Attachment& who) {
+  for (const auto& l : store.scan(/*repair=*/false)) {
     if (l.held_by(who) || l.legacy_held_by(who.container_id)) return true;
   }
   return false;
@@ -208,13 +195,14 @@ bool holds(const LeaseStore& store, const Attachment& who) {
 
 size_t collect_garbage(LeaseStore& store, const std::vector<Attachment>& valid) {
   size_t released = 0;
-  Failures failures;
+  ErrorList failures;
   for (const auto& l : live_leases(store)) {
     bool keep = false;
     for (const auto& a : valid) keep = keep || l.held_by(a) || l.legacy_held_by(a.container_id);
     if (keep) continue;
-    spdlog::info("GC: releasing {} (held by {})", l.ip.str(), json(l.owner).dump());
-    failures.attempt([&] {
+    // The owner is a file's bytes: printable(), or dump() throws on one that is not UTF-8.
+    spdlog::info("GC: releasing {} (held by {})", l.ip.str(), json(printable(l.owner)).dump());
+    failures.attempt("release " + l.ip.str(), [&] {
       store.release(l);
       ++released;
     });
@@ -225,7 +213,7 @@ size_t collect_garbage(LeaseStore& store, const std::vector<Attachment>& valid) 
 }
 
 void check_available(const LeaseStore& store, const Config& config) {
-  std::vector<Lease> leases = store.leases();
+  std::vector<IpAddr> leased = store.leased_addresses();
   for (size_t i = 0; i < config.range_sets.size(); ++i) {
     const RangeSet& set = config.range_sets[i];
     // Free iff the leases inside the set's windows (its gateways are never leased by ADD)
@@ -236,9 +224,9 @@ void check_available(const LeaseStore& store, const Config& config) {
       capacity = capacity > UINT64_MAX - n ? UINT64_MAX : capacity + n;
     }
     uint64_t used = 0;
-    for (const auto& l : leases) {
-      const Range* r = range_for(set, l.ip);
-      if (r && l.ip != r->gw()) ++used;
+    for (const auto& ip : leased) {
+      const Range* r = range_for(set, ip);
+      if (r && ip != r->gw()) ++used;
     }
     if (used >= capacity) {
       throw Error(kErrNotAvailable, "no IP addresses available in range set: " + set_str(set),

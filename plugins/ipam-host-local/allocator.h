@@ -23,7 +23,7 @@ std::vector<IpConfig> allocate(LeaseStore& store, const Config& config, const At
 size_t release(LeaseStore& store, const Attachment& who);
 
 // CHECK: whether `who` (or its container ID, for legacy leases) holds any lease.
-bool holds(const LeaseStore& store, const Attachment& who);
+bool holds(LeaseStore& store, const Attachment& who);
 
 // GC: releases every lease whose holder is not in `valid` (legacy leases match on the container
 // ID alone). lock and last_reserved_ip.* are not leases and stay. Returns how many were

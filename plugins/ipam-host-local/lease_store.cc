@@ -5,9 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <unordered_map>
 
+#include "common/crash_point.h"
 #include "common/error.h"
-#include "plugins/ipam-host-local/crash_point.h"
 #include "plugins/ipam-host-local/range.h"
 
 namespace cni::hostlocal {
@@ -15,6 +16,8 @@ namespace cni::hostlocal {
 namespace {
 
 constexpr const char* kLastReservedPrefix = "last_reserved_ip.";
+constexpr const char* kIndexDir = ".tether-owners";
+constexpr size_t kMaxNameLen = 255;
 constexpr const char* kLineBreak = "\r\n";
 
 // Go's strings.TrimSpace, for the ASCII whitespace a lease file can contain.
@@ -25,9 +28,11 @@ std::string trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(ws) - b + 1);
 }
 
-// files.h's TempFile names: ".<name>.tmp-<pid>-<n>".
+// files.h's TempFile names: ".<name>.tmp-<pid>-<n>" (a filesystem without O_TMPFILE) or
+// ".<name>.tmp" (common/files.cc links an O_TMPFILE file there on its way into place).
 bool is_temp_name(const std::string& name) {
-  return name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos;
+  return name.size() > 1 && name[0] == '.' &&
+         (name.find(".tmp-") != std::string::npos || name.ends_with(".tmp"));
 }
 
 }  // namespace
@@ -39,6 +44,39 @@ bool Lease::held_by(const Attachment& a) const {
 bool Lease::legacy_held_by(const std::string& container_id) const { return owner == container_id; }
 
 std::string lease_file_name(const IpAddr& ip) { return ip.str(); }
+
+std::string index_entry_name(const IpAddr& ip, const Attachment& a) {
+  if (a.ifname.empty() || a.container_id.empty() ||
+      a.ifname.find_first_of(":/") != std::string::npos ||
+      a.container_id.find_first_of("/ \t\n\v\f\r") != std::string::npos ||
+      a.ifname.find_first_of(" \t\n\v\f\r") != std::string::npos) {
+    return {};
+  }
+  std::string name = lease_file_name(ip) + "," + a.ifname + ":" + a.container_id;
+  if (name.size() > kMaxNameLen) return {};
+  return name;
+}
+
+namespace {
+
+// The attachment a lease's (trimmed) content names, when it is a current-format one.
+std::optional<Attachment> owner_of(const std::string& content) {
+  auto br = content.find(kLineBreak);
+  if (br == std::string::npos) return std::nullopt;  // legacy: the container ID alone
+  return Attachment{content.substr(0, br), content.substr(br + 2)};
+}
+
+// "<store dir's parent>/.tether-owners/<store dir's name>".
+std::string index_dir_for(const std::string& dir) {
+  auto slash = dir.find_last_of('/');
+  if (slash == std::string::npos) return std::string(kIndexDir) + "/" + dir;
+  return dir.substr(0, slash + 1) + kIndexDir + "/" + dir.substr(slash + 1);
+}
+
+}  // namespace
+
+LeaseStore::LeaseStore(std::string dir, FileLock lock)
+    : dir_(std::move(dir)), index_dir_(index_dir_for(dir_)), lock_(std::move(lock)) {}
 
 LeaseStore LeaseStore::open(const std::string& dir) {
   ensure_dir(dir, 0755);
@@ -61,9 +99,118 @@ std::vector<Lease> LeaseStore::leases() const {
     if (!ip) continue;  // lock, last_reserved_ip.*, temp files, anything foreign
     auto content = read_file(path(name));
     if (!content) continue;
-    out.push_back(Lease{ip->unmapped(), std::move(name), trim(*content)});
+    out.push_back(Lease{ip->unmapped(), std::move(name), trim(*content), {}});
   }
   return out;
+}
+
+std::vector<IpAddr> LeaseStore::leased_addresses() const {
+  std::vector<IpAddr> out;
+  for (const auto& name : list_dir(dir_)) {
+    if (auto ip = IpAddr::parse(name)) out.push_back(ip->unmapped());
+  }
+  return out;
+}
+
+namespace {
+
+using Inodes = std::unordered_map<std::string, ino_t>;  // name -> inode
+using Indexed =
+    std::unordered_map<std::string, std::pair<std::string, std::string>>;  // owner, entry
+
+// The lease files of `dir` in directory order, with their inodes in `files`; temp files are
+// removed with `repair`.
+std::vector<std::string> scan_lease_files(const std::string& dir, bool repair, Inodes& files) {
+  std::vector<std::string> order;
+  for (auto& e : list_dir_inodes(dir)) {
+    if (is_temp_name(e.name)) {
+      if (repair) remove_file(dir + "/" + e.name);
+      continue;
+    }
+    if (!IpAddr::parse(e.name)) continue;  // lock, last_reserved_ip.*, anything foreign
+    files.emplace(e.name, e.ino);
+    order.push_back(std::move(e.name));
+  }
+  return order;
+}
+
+// The holders the index names, by lease file; stale entries are removed with `repair`.
+Indexed scan_index(const std::string& index_dir, const Inodes& files, bool repair) {
+  Indexed indexed;
+  for (auto& e : list_dir_inodes(index_dir)) {
+    auto comma = e.name.find(',');
+    auto colon = e.name.find(':', comma == std::string::npos ? 0 : comma);
+    std::string file = e.name.substr(0, comma);
+    auto it = files.find(file);
+    if (comma == std::string::npos || colon == std::string::npos || it == files.end() ||
+        it->second != e.ino) {
+      if (repair) {
+        try {
+          remove_file(index_dir + "/" + e.name);
+        } catch (const Error&) {
+          // a stale entry is ignored as long as it stays
+        }
+      }
+      continue;
+    }
+    std::string owner =
+        e.name.substr(colon + 1) + kLineBreak + e.name.substr(comma + 1, colon - comma - 1);
+    indexed.emplace(std::move(file), std::make_pair(std::move(owner), std::move(e.name)));
+  }
+  return indexed;
+}
+
+}  // namespace
+
+std::vector<Lease> LeaseStore::scan(bool repair) {
+  Inodes files;
+  std::vector<std::string> order = scan_lease_files(dir_, repair, files);
+  Indexed indexed = scan_index(index_dir_, files, repair);
+
+  std::vector<Lease> out;
+  out.reserve(order.size());
+  for (auto& name : order) {
+    IpAddr ip = IpAddr::parse(name)->unmapped();
+    if (auto it = indexed.find(name); it != indexed.end()) {
+      out.push_back(
+          Lease{ip, std::move(name), std::move(it->second.first), std::move(it->second.second)});
+      continue;
+    }
+    auto content = read_file(path(name));
+    if (!content) continue;
+    Lease l{ip, std::move(name), trim(*content), {}};
+    if (repair) {
+      if (auto who = owner_of(l.owner)) {
+        std::string entry = index_entry_name(ip, *who);
+        // Only when the name parses back to this very content.
+        if (!entry.empty() && who->container_id + kLineBreak + who->ifname == l.owner &&
+            link_index(l.file, entry)) {
+          l.index_entry = std::move(entry);
+        }
+      }
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+bool LeaseStore::link_index(const std::string& file, const std::string& entry) {
+  std::string target = index_dir_ + "/" + entry;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (::link(path(file).c_str(), target.c_str()) == 0) return true;
+    if (errno == ENOENT) {
+      try {
+        ensure_dir(index_dir_, 0755);
+      } catch (const Error&) {
+        return false;
+      }
+    } else if (errno == EEXIST) {
+      ::unlink(target.c_str());  // stale: we hold the lock, and scan found no live entry
+    } else {
+      return false;  // read-only, full, no hard links: the lease is read instead
+    }
+  }
+  return false;
 }
 
 // Crash safety. A lease is what keeps two containers from sharing an address, and the only
@@ -86,10 +233,23 @@ bool LeaseStore::reserve(const IpAddr& ip, const Attachment& owner) {
                                   owner.container_id + kLineBreak + owner.ifname, 0600,
                                   /*sync_dir=*/false);
   crash_point("after-lease-write");
+  if (created) {
+    std::string entry = index_entry_name(ip, owner);
+    if (!entry.empty()) link_index(lease_file_name(ip), entry);
+  }
   return created;
 }
 
-void LeaseStore::release(const Lease& lease) { remove_file(path(lease.file)); }
+void LeaseStore::release(const Lease& lease) {
+  remove_file(path(lease.file));
+  if (!lease.index_entry.empty()) {
+    try {
+      remove_file(index_dir_ + "/" + lease.index_entry);
+    } catch (const Error&) {
+      // left stale: the next scan removes it
+    }
+  }
+}
 
 std::optional<IpAddr> LeaseStore::last_reserved(size_t set_index) const {
   std::optional<std::string> text;
@@ -128,12 +288,6 @@ void LeaseStore::check_writable() const {
   // One byte really allocates a block, so a full disk shows too.
   if (::write(fd.get(), "x", 1) != 1) {
     throw_errno("data dir " + dir_ + " is not writable", errno, kErrIo);
-  }
-}
-
-void LeaseStore::remove_stale_temps() {
-  for (const auto& name : list_dir(dir_)) {
-    if (is_temp_name(name)) remove_file(path(name));
   }
 }
 

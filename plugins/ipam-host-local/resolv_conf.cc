@@ -32,7 +32,7 @@ Dns parse_resolv_conf(const std::string& text) {
 }
 
 Dns read_resolv_conf(const std::string& path) {
-  auto text = read_file(path);
+  auto text = read_file(path, kErrInvalidConfig);
   if (!text) {
     throw Error(kErrInvalidConfig, "open " + path + ": no such file or directory",
                 "ipam.resolvConf");

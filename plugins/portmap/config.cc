@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/push_unique.h"
 
 namespace cni::portmap {
 
@@ -62,14 +63,14 @@ std::vector<Proto> parse_protocols(const std::string& text, const std::string& k
     } else {
       bad_value(key, "unknown protocol \"" + item + "\" (expected tcp, udp or sctp)");
     }
-    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+    push_unique(out, p);
   }
   if (out.empty()) out.push_back(Proto::kTcp);  // "" as netavark: tcp
   return out;
 }
 
 PortMapping parse_mapping(const json& m, const std::string& where) {
-  if (!m.is_object()) bad_value(where, "expected an object, got " + m.dump());
+  if (!m.is_object()) bad_value(where, "expected an object, got " + excerpt(m));
   PortMapping pm;
   auto host_port = get_int(m, "hostPort", where, 0, 65535);
   auto container_port = get_int(m, "containerPort", where, 0, 65535);
@@ -153,68 +154,88 @@ std::string Condition::str(bool v6) const {
   return {};
 }
 
-std::vector<Condition> parse_conditions(const std::vector<std::string>& list, bool v6,
-                                        const std::string& key) {
-  std::vector<std::string> w = words(list);
-  std::vector<Condition> out;
-  if (!w.empty() && !w[0].empty() && (w[0][0] == '-' || w[0][0] == '!')) {
-    bad_value(key, "iptables-syntax conditions (\"" + w[0] +
-                       " ...\") are not supported: tether's portmap programs nftables; write them "
-                       "in nft syntax, e.g. \"ip daddr != 10.0.0.0/8\"");
-  }
-  const char* family = v6 ? "ip6" : "ip";
+// The words of a condition list, read left to right; `key` names the list in errors.
+struct Tokens {
+  std::vector<std::string> w;
+  const std::string& key;
   size_t i = 0;
-  auto next = [&](const char* what) -> const std::string& {
+
+  bool done() const { return i >= w.size(); }
+  const std::string& next(const char* what) {
     if (i >= w.size()) {
       std::string why = "condition ends before its ";
       why += what;  // appended, not `+`: g++ 12 warns falsely (-Warray-bounds) on the temporary
       unsupported(key, why);
     }
     return w[i++];
-  };
+  }
   // Optional comparison operator: nft accepts `==`, `eq`, `!=` and `ne`.
-  auto op = [&]() {
+  bool negation() {
     if (i < w.size() && (w[i] == "!=" || w[i] == "ne")) {
       ++i;
       return true;
     }
     if (i < w.size() && (w[i] == "==" || w[i] == "eq")) ++i;
     return false;
-  };
-  while (i < w.size()) {
-    const std::string& head = w[i++];
-    Condition c;
+  }
+};
+
+// `ip|ip6 saddr|daddr [!=] CIDR`, after `head` (ip or ip6).
+Condition address_condition(Tokens& t, const std::string& head, bool v6) {
+  Condition c;
+  if (head != (v6 ? "ip6" : "ip")) {
+    unsupported(t.key, "\"" + head + "\" matches belong in conditions" + (v6 ? "V4" : "V6"));
+  }
+  const std::string& field = t.next("field");
+  if (field == "saddr") {
+    c.kind = Condition::Kind::kSaddr;
+  } else if (field == "daddr") {
+    c.kind = Condition::Kind::kDaddr;
+  } else {
+    unsupported(t.key, "\"" + head + " " + field + "\" is outside the supported subset");
+  }
+  c.negate = t.negation();
+  const std::string& value = t.next("address");
+  c.prefix = parse_cidr(value, t.key);
+  if (c.prefix.addr().is_v4() == v6) {
+    bad_value(t.key, "\"" + value + "\" is not an " + (v6 ? "IPv6" : "IPv4") + " address");
+  }
+  return c;
+}
+
+// `iifname [!=] NAME`, after `iifname`.
+Condition iifname_condition(Tokens& t) {
+  Condition c;
+  c.kind = Condition::Kind::kIifname;
+  c.negate = t.negation();
+  c.ifname = t.next("interface name");
+  if (c.ifname.empty() || c.ifname.size() > 15) {
+    bad_value(t.key, "\"" + c.ifname + "\" is not an interface name");
+  }
+  return c;
+}
+
+std::vector<Condition> parse_conditions(const std::vector<std::string>& list, bool v6,
+                                        const std::string& key) {
+  Tokens t{words(list), key, 0};
+  const std::vector<std::string>& w = t.w;
+  if (!w.empty() && !w[0].empty() && (w[0][0] == '-' || w[0][0] == '!')) {
+    bad_value(key, "iptables-syntax conditions (\"" + w[0] +
+                       " ...\") are not supported: tether's portmap programs nftables; write them "
+                       "in nft syntax, e.g. \"ip daddr != 10.0.0.0/8\"");
+  }
+  std::vector<Condition> out;
+  while (!t.done()) {
+    const std::string& head = t.next("field");
     if (head == "ip" || head == "ip6") {
-      if (head != family) {
-        unsupported(key, "\"" + head + "\" matches belong in conditions" + (v6 ? "V4" : "V6"));
-      }
-      const std::string& field = next("field");
-      if (field == "saddr") {
-        c.kind = Condition::Kind::kSaddr;
-      } else if (field == "daddr") {
-        c.kind = Condition::Kind::kDaddr;
-      } else {
-        unsupported(key, "\"" + head + " " + field + "\" is outside the supported subset");
-      }
-      c.negate = op();
-      const std::string& value = next("address");
-      c.prefix = parse_cidr(value, key);
-      if (c.prefix.addr().is_v4() == v6) {
-        bad_value(key, "\"" + value + "\" is not an " + (v6 ? "IPv6" : "IPv4") + " address");
-      }
+      out.push_back(address_condition(t, head, v6));
     } else if (head == "iifname") {
-      c.kind = Condition::Kind::kIifname;
-      c.negate = op();
-      c.ifname = next("interface name");
-      if (c.ifname.empty() || c.ifname.size() > 15) {
-        bad_value(key, "\"" + c.ifname + "\" is not an interface name");
-      }
+      out.push_back(iifname_condition(t));
     } else {
       unsupported(key, "\"" + head +
                            "\" is outside the supported subset of nft syntax "
                            "(ip/ip6 saddr|daddr [!=] CIDR, iifname [!=] NAME)");
     }
-    out.push_back(std::move(c));
   }
   return out;
 }
@@ -247,23 +268,11 @@ Config Config::parse(const NetConf& conf) {
   if (auto v6 = get_string_list(raw, "conditionsV6")) {
     c.conditions_v6 = parse_conditions(*v6, true, "conditionsV6");
   }
-  if (auto table = get_string(raw, "nftTable")) {
-    // nft names: a letter first, then letters, digits, '-', '_', '.' (the CLI's identifier).
-    bool valid = !table->empty() && table->size() < 256 &&
-                 std::isalpha(static_cast<unsigned char>((*table)[0]));
-    for (char ch : *table) {
-      valid = valid &&
-              (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.');
-    }
-    if (!valid) bad_value("nftTable", "\"" + *table + "\" is not a valid nftables table name");
-    c.table = *table;
-  }
-  if (auto dir = get_string(raw, "stateDir")) {
-    if (dir->empty() || (*dir)[0] != '/') bad_value("stateDir", "must be an absolute path");
-    c.state_dir = *dir;
-  }
+  c.table = get_nft_table(raw, kDefaultTable);
+  c.state_dir = get_state_dir(raw, kDefaultStateDir);
   c.allowed_sources = parse_cidr_list(raw, "allowedSources", {});
-  if (const json* maps = get_array(conf.runtime_config, "portMappings", "runtimeConfig")) {
+  if (const json* maps =
+          get_array(conf.runtime_config, "portMappings", "runtimeConfig", kMaxMappings)) {
     for (size_t i = 0; i < maps->size(); ++i) {
       c.mappings.push_back(parse_mapping((*maps)[i], indexed("runtimeConfig.portMappings", i)));
     }

@@ -41,6 +41,10 @@ struct Condition {
   std::string str(bool v6) const;  // canonical nft text, e.g. `ip daddr != 10.0.0.0/8`
 };
 
+// runtimeConfig.portMappings longer than this is error 7: 65535 ports times tcp/udp/sctp on one
+// address is already more than anyone publishes, and each mapping is a map element.
+constexpr size_t kMaxMappings = 16384;
+
 struct Config {
   bool snat = true;
   bool masq_all = false;

@@ -1,9 +1,9 @@
 #include "plugins/portmap/portmap.h"
 
+#include <linux/ip.h>
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_nat.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <map>
 #include <set>
@@ -12,6 +12,8 @@
 #include "common/files.h"
 #include "common/mnl.h"
 #include "common/netlink.h"
+#include "common/rtnl.h"
+#include "common/undo.h"
 #include "plugins/portmap/conntrack.h"
 
 namespace cni::portmap {
@@ -251,11 +253,14 @@ std::set<std::pair<std::string, nft::Bytes>> queue_removal(nft::NftTransaction& 
 
 Error conflict(const Config& config, const Group& g, const SetElement& key) {
   std::string owner = "another attachment";
-  for (const auto& [path, s] : load_all_states(config.state_dir)) {
-    for (const Group& other : s.groups) {
+  const StateStore store = state_store(config.state_dir);
+  for (const Attachment& a : store.list()) {
+    const std::optional<State> s = store.load(a);
+    for (const Group& other : s ? s->groups : std::vector<Group>{}) {
       for (const SetElement& k : other.keys) {
         if (k.set == key.set && k.element.key == key.element.key) {
-          owner = "container " + s.attachment.str() + " (" + other.what + ")";
+          owner = "container " + a.container_id + "/" + a.ifname + " of network " + a.network +
+                  " (" + other.what + ")";
         }
       }
     }
@@ -282,11 +287,6 @@ void flush_conntrack(mnl::Socket& sock, const std::vector<FlushTarget>& targets)
 }
 
 std::string lock_path(const Config& config) { return config.state_dir + "/lock"; }
-
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
-}
 
 }  // namespace
 
@@ -377,10 +377,10 @@ void queue_publish(nft::NftTransaction& tx, const Config& config, const Plan& pl
 // is released after it.
 void publish(const Config& config, const Attachment& attachment, const Plan& plan) {
   mnl::Socket sock = mnl::Socket::netfilter();
-  ensure_dir(network_dir(config.state_dir, attachment.network), 0700);
+  ensure_dir(config.state_dir, 0700);
   FileLock lock = FileLock::exclusive(lock_path(config));
-  const std::string path = state_path(config.state_dir, attachment);
-  std::optional<State> old = load_state(path);
+  const StateStore store = state_store(config.state_dir);
+  std::optional<State> old = store.load(attachment);
   if (old && old->table != config.table) {
     // The config moved to another table since the last ADD: clear the old one first.
     nft::run(sock, [&](nft::NftTransaction& tx) {
@@ -394,7 +394,15 @@ void publish(const Config& config, const Attachment& attachment, const Plan& pla
 
   // Recorded before the commit, so the file covers whatever the batch leaves in the table; and
   // before the commit lock, which holds only nftables work.
-  save_state(path, covering(next, old));
+  store.save(attachment, covering(next, old));
+  Rollback rollback;
+  rollback.add("restore the portmap state file", [&] {
+    if (old) {
+      store.save(attachment, *old);
+    } else {
+      store.remove(attachment);
+    }
+  });
   bool built = false;  // build() finished: a failure after it may have left the batch's outcome
   try {
     nft::run(sock, [&](nft::NftTransaction& tx) {
@@ -402,30 +410,26 @@ void publish(const Config& config, const Attachment& attachment, const Plan& pla
       queue_publish(tx, config, plan, old);
       built = true;
     });
+  } catch (const PortTaken& taken) {
+    rollback.run();  // nothing was committed; the owner is named from the restored files
+    throw conflict(config, *taken.group, *taken.key);
   } catch (...) {
-    if (built) throw;  // the commit failed: the file keeps covering what it might have left
-    // build() refused (a taken port, another layout): nothing was committed.
-    if (old) {
-      save_state(path, *old);
-    } else {
-      remove_file(path);
-    }
-    try {
-      throw;
-    } catch (const PortTaken& taken) {
-      throw conflict(config, *taken.group, *taken.key);
-    }
+    // The commit failed: the file keeps covering what it might have left. Otherwise build()
+    // refused (another layout) and nothing was committed: the rollback restores the file.
+    if (built) rollback.commit();
+    throw;
   }
-  if (old) save_state(path, next);
+  rollback.commit();
+  if (old) store.save(attachment, next);
   flush_conntrack(sock, plan.udp);
 }
 
 void unpublish(const Config& config, const Attachment& attachment) {
-  const std::string path = state_path(config.state_dir, attachment);
-  if (!exists(path)) return;  // never published, or removed already
+  const StateStore store = state_store(config.state_dir);
+  if (!store.contains(attachment)) return;  // never published, or removed already
   mnl::Socket sock = mnl::Socket::netfilter();
   FileLock lock = FileLock::exclusive(lock_path(config));
-  std::optional<State> state = load_state(path);
+  std::optional<State> state = store.load(attachment);
   if (state) {
     nft::run(sock, [&](nft::NftTransaction& tx) {
       ElementBatch gone;
@@ -433,7 +437,7 @@ void unpublish(const Config& config, const Attachment& attachment) {
       gone.queue_delete(tx, state->table);
     });
   }
-  remove_file(path);  // also an unreadable one: it cannot be acted on, and DEL must succeed
+  store.remove(attachment);  // also a corrupt one: it names nothing, and DEL must succeed
   if (state) flush_conntrack(sock, state->udp);
 }
 
@@ -462,28 +466,32 @@ void verify(const Config& config, const Plan& plan) {
 
 void collect_garbage(const Config& config, const std::string& network,
                      const std::vector<cni::Attachment>& valid) {
-  const std::string dir = network_dir(config.state_dir, network);
-  if (!exists(dir)) return;
+  const StateStore store = state_store(config.state_dir);
+  if (store.list(network).empty()) return;
   std::optional<mnl::Socket> sock;  // only when there is work; released after the lock
   FileLock lock = FileLock::exclusive(lock_path(config));
-  std::vector<std::pair<std::string, State>> stale;
-  for (auto& [path, s] : load_all_states(config.state_dir)) {
-    if (s.attachment.network != network) continue;
-    const cni::Attachment id{s.attachment.container_id, s.attachment.ifname};
-    if (std::find(valid.begin(), valid.end(), id) == valid.end()) {
-      stale.emplace_back(path, std::move(s));
+  std::vector<std::pair<Attachment, State>> stale;
+  for (const Attachment& a : store.list(network)) {
+    if (std::find(valid.begin(), valid.end(), cni::Attachment{a.container_id, a.ifname}) !=
+        valid.end()) {
+      continue;
+    }
+    if (std::optional<State> s = store.load(a)) {
+      stale.emplace_back(a, std::move(*s));
+    } else {
+      store.remove(a);  // corrupt: it names nothing to remove but itself
     }
   }
   if (stale.empty()) return;
   sock.emplace(mnl::Socket::netfilter());
   nft::run(*sock, [&](nft::NftTransaction& tx) {
     std::map<std::string, ElementBatch> by_table;
-    for (const auto& [path, s] : stale) queue_removal(tx, s, by_table[s.table]);
+    for (const auto& [a, s] : stale) queue_removal(tx, s, by_table[s.table]);
     for (const auto& [table, batch] : by_table) batch.queue_delete(tx, table);
   });
   std::vector<FlushTarget> udp;
-  for (const auto& [path, s] : stale) {
-    remove_file(path);
+  for (const auto& [a, s] : stale) {
+    store.remove(a);
     udp.insert(udp.end(), s.udp.begin(), s.udp.end());
   }
   flush_conntrack(*sock, udp);
@@ -512,15 +520,19 @@ void enable_route_localnet(const IpAddr& container) {
   int best_len = 0;
   int oif = 0;
   for (const nl::Route& r : nl::list_routes(sock, AF_INET, 0, RT_TABLE_MAIN)) {
-    auto dst = Prefix::parse(r.dst, /*allow_bare_ip=*/true);
-    if (!dst || r.oif == 0 || !dst->contains(container) || dst->len() <= best_len) continue;
-    best_len = dst->len();
+    if (r.oif == 0 || !r.dst.contains(container) || r.dst.len() <= best_len) continue;
+    best_len = r.dst.len();
     oif = r.oif;
   }
   if (oif == 0) {
     // As the reference: without a route there is nothing to enable; localhost will not work.
     spdlog::warn("portmap: no host route to {}: 127.0.0.1:hostPort will not reach it",
                  container.str());
+    return;
+  }
+  // Over rtnetlink, not /proc/sys, whose lookups cost more with every namespace on the host.
+  if (auto on = nl::get_ipv4_devconf(sock, oif, IPV4_DEVCONF_ROUTE_LOCALNET)) {
+    if (*on != 1) nl::set_ipv4_devconf(sock, oif, IPV4_DEVCONF_ROUTE_LOCALNET, 1);
     return;
   }
   auto link = nl::get_link(sock, oif);

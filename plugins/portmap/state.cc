@@ -1,17 +1,13 @@
 #include "plugins/portmap/state.h"
 
-#include <spdlog/spdlog.h>
-
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "common/files.h"
+#include "common/netconf.h"
 
 namespace cni::portmap {
 
 namespace {
-
-constexpr const char* kSuffix = ".json";
 
 std::string hex(const nft::Bytes& b) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -93,9 +89,11 @@ State State::from_json(const json& j, const std::string& path) {
     }
     for (const json& t : j.at("udp")) {
       FlushTarget f;
-      f.family = t.at("family").get<int>();
-      f.port = t.at("port").get<uint16_t>();
-      f.count = t.at("count").get<uint16_t>();
+      if (!t.is_object()) throw Error(kErrDecode, "a udp entry is not an object");
+      f.family = static_cast<int>(require_int(t, "family", "udp", 4, 6));
+      if (f.family != 4 && f.family != 6) throw Error(kErrDecode, "udp.family is not 4 or 6");
+      f.port = static_cast<uint16_t>(require_int(t, "port", "udp", 0, UINT16_MAX));
+      f.count = static_cast<uint16_t>(require_int(t, "count", "udp", 1, UINT16_MAX));
       if (t.contains("hostIP")) f.host_ip = IpAddr::parse(t["hostIP"].get<std::string>());
       s.udp.push_back(f);
     }
@@ -107,47 +105,9 @@ State State::from_json(const json& j, const std::string& path) {
   }
 }
 
-std::string network_dir(const std::string& state_dir, const std::string& network) {
-  return state_dir + "/" + network;
-}
-
-std::string state_path(const std::string& state_dir, const Attachment& a) {
-  return network_dir(state_dir, a.network) + "/" + a.container_id + "@" + a.ifname + kSuffix;
-}
-
-std::optional<State> load_state(const std::string& path) {
-  auto text = read_file(path);
-  if (!text) return std::nullopt;
-  try {
-    json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) throw Error(kErrIo, "corrupt portmap state file " + path, "not JSON");
-    return State::from_json(j, path);
-  } catch (const Error& e) {
-    spdlog::warn("portmap: ignoring {}: {}", path, e.what());
-    return std::nullopt;
-  }
-}
-
-void save_state(const std::string& path, const State& state) {
-  // No fsync: the elements it mirrors do not survive a reboot either (see atomic_replace).
-  atomic_replace(path, state.to_json().dump(), 0600);
-}
-
-std::vector<std::pair<std::string, State>> load_all_states(const std::string& state_dir) {
-  std::vector<std::pair<std::string, State>> out;
-  for (const std::string& network : list_dir(state_dir)) {
-    if (network == "lock" || network[0] == '.') continue;
-    const std::string dir = network_dir(state_dir, network);
-    for (const std::string& name : list_dir(dir)) {
-      // Temp files of atomic_write are hidden; anything else not ours is ignored.
-      if (name[0] == '.' || name.size() <= 5 || name.compare(name.size() - 5, 5, kSuffix) != 0) {
-        continue;
-      }
-      const std::string path = dir + "/" + name;
-      if (auto s = load_state(path)) out.emplace_back(path, std::move(*s));
-    }
-  }
-  return out;
+StateStore state_store(const std::string& state_dir) {
+  return StateStore(state_dir, StateStore::Durability::kKernelLifetime,
+                    StateStore::Legacy::kAtInNetworkDir);
 }
 
 }  // namespace cni::portmap

@@ -205,11 +205,18 @@ class Containerd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for pid in our_processes(self.root) + processes_in_mount_ns(self.mnt_ns):
+        left = our_processes(self.root) + processes_in_mount_ns(self.mnt_ns)
+        for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # SIGKILL is asynchronous: on a busy machine a killed process can take a moment to
+        # leave /proc. Wait for each (bounded), so the checks after stop() see the final state.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and set(left) & set(
+                our_processes(self.root) + processes_in_mount_ns(self.mnt_ns)):
+            time.sleep(0.05)
 
 
 @pytest.fixture

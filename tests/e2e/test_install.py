@@ -10,6 +10,9 @@ from pathlib import Path
 from tether_it import BIN, ROOT
 
 PLUGINS = ["bridge", "host-local", "portmap", "dns-sidecar", "loopback"]
+# Installed beside the plugins, which start it from their own directory; not a CNI plugin.
+AGENT = "tether-agent"
+PROGRAMS = PLUGINS + [AGENT]
 
 
 def install(*args, env=None):
@@ -67,8 +70,8 @@ def test_install_and_uninstall(tmp_path):
     install(BIN.parent, dest, "/opt/cni/bin", "/etc/cni/net.d", "/usr",
             env={"PATH": "/usr/bin:/bin", "DNSNAME_ALIAS": "1"})
     bindir = dest / "opt/cni/bin"
-    assert sorted(p.name for p in bindir.iterdir()) == sorted(PLUGINS + ["dnsname"])
-    for p in PLUGINS:
+    assert sorted(p.name for p in bindir.iterdir()) == sorted(PROGRAMS + ["dnsname"])
+    for p in PROGRAMS:
         installed = bindir / p
         assert installed.stat().st_mode & 0o777 == 0o755
         assert_stripped(installed)
@@ -76,6 +79,10 @@ def test_install_and_uninstall(tmp_path):
         assert ".debug_info" in sections(BIN / p)
         assert installed.stat().st_size < (BIN / p).stat().st_size
         assert build_id(installed) == build_id(BIN / p)
+        if p == AGENT:
+            v = subprocess.run([str(installed), "--help"], capture_output=True, text=True)
+            assert v.returncode == 0 and "run" in v.stdout, v
+            continue
         v = subprocess.run([str(installed)], env={"CNI_COMMAND": "VERSION"}, input="{}",
                            capture_output=True, text=True)
         assert v.returncode == 0 and "supportedVersions" in v.stdout, v
@@ -88,12 +95,14 @@ def test_install_and_uninstall(tmp_path):
     assert (docs / "loopback.md").exists()
     unit = dest / "lib/systemd/system/tether-dns-sidecar.service"
     assert "/opt/cni/bin/dns-sidecar daemon" in unit.read_text()
+    agent_unit = dest / "lib/systemd/system/tether-agent.service"
+    assert "/opt/cni/bin/tether-agent" in agent_unit.read_text()
     # Nothing is put into the live CNI config dir.
     assert not (dest / "etc/cni/net.d").exists()
 
     install("--uninstall", "", dest, "/opt/cni/bin", "/etc/cni/net.d", "/usr")
     assert list(bindir.iterdir()) == []
-    assert not docs.exists() and not unit.exists()
+    assert not docs.exists() and not unit.exists() and not agent_unit.exists()
 
 
 def test_install_with_debug_dir(tmp_path):
@@ -103,7 +112,7 @@ def test_install_with_debug_dir(tmp_path):
     assert "debug info in" in out
     debug_root = dest / "usr/lib/debug"
     dbgs = []
-    for p in PLUGINS:
+    for p in PROGRAMS:
         installed = dest / "opt/cni/bin" / p
         assert_stripped(installed)
         dbgs.append(assert_debug_file_for(installed, debug_root))
@@ -133,9 +142,10 @@ def test_debian_packages(tmp_path):
     assert ddeb.name.startswith("tether-cni-plugins-dbgsym_")
 
     contents = dpkg_deb("-c", deb)
-    for plugin in PLUGINS:
+    for plugin in PROGRAMS:
         assert f"./opt/cni/bin/{plugin}\n" in contents
     assert "./lib/systemd/system/tether-dns-sidecar.service" in contents
+    assert "./lib/systemd/system/tether-agent.service" in contents
     assert "conf-examples/10-tether.conflist" in contents
     for f in ("copyright", "changelog.gz"):
         assert f"./usr/share/doc/tether-cni-plugins/{f}\n" in contents
@@ -147,7 +157,7 @@ def test_debian_packages(tmp_path):
     dpkg_deb("-x", deb, unpacked)
     dbg_unpacked = tmp_path / "ddeb"
     dpkg_deb("-x", ddeb, dbg_unpacked)
-    for plugin in PLUGINS:
+    for plugin in PROGRAMS:
         binary = unpacked / "opt/cni/bin" / plugin
         assert_stripped(binary)
         bid = build_id(binary)

@@ -227,7 +227,7 @@ if code:
     sys.exit(1)
 if cmd == "ADD":
     print(json.dumps({"cniVersion": conf["cniVersion"], "ips": ipam["ips"],
-                      "routes": ipam.get("routes", []), "dns": {}}))
+                      "routes": ipam.get("routes", []), "dns": ipam.get("dns", {})}))
 """
 
 
@@ -451,6 +451,43 @@ def test_dns_overrides_ipam_dns(lab):
     assert res["dns"] == dns
 
 
+def test_dns_merges_per_field(lab):
+    """runtime `dns` capability > network `dns` > IPAM's (the host's resolv.conf), per field."""
+    rc = lab.tmp / "resolv.conf"
+    rc.write_text("nameserver 10.0.0.53\nsearch host.example\noptions ndots:2\n")
+    sub = subnet()
+    ipam = {"type": "host-local", "subnet": f"{sub}.0/24", "dataDir": str(lab.ipam_dir),
+            "resolvConf": str(rc)}
+    # The cookbook's --dns-search alone: the host's nameserver and options stay.
+    c1 = lab.container()
+    conf = lab.conf("dm", ipam=ipam, dns={"search": ["net.example"]})
+    res = lab.add(conf, c1)
+    assert res["dns"] == {"nameservers": ["10.0.0.53"], "search": ["net.example"],
+                          "options": ["ndots:2"]}
+    # The runtime's servers (containerd's Go names) over everything, the network's search kept.
+    c2 = lab.container()
+    res = lab.add(dict(conf, runtimeConfig={"dns": {"Servers": ["10.2.0.1"], "Options": ["x"]}}),
+                  c2)
+    assert res["dns"] == {"nameservers": ["10.2.0.1"], "search": ["net.example"],
+                          "options": ["x"]}
+    # An IPAM other than host-local: bridge merges over whatever dns it returned.
+    c3 = lab.container()
+    fake = lab.fake_ipam([{"address": f"{sub}.200/24"}])
+    fake["dns"] = {"nameservers": ["10.0.0.54"], "domain": "fake.example", "options": ["y"]}
+    res = lab.add(lab.conf("dm", ipam=fake, dns={"nameservers": ["10.1.0.1"]}), c3)
+    assert res["dns"] == {"nameservers": ["10.1.0.1"], "domain": "fake.example",
+                          "options": ["y"]}
+    # L2 only: no IPAM layer, the network's and the runtime's fields alone.
+    c4 = lab.container()
+    res = lab.add(lab.conf("dl", dns={"search": ["l2.example"]},
+                           runtimeConfig={"dns": {"servers": ["10.2.0.2"]}}), c4)
+    assert res["dns"] == {"nameservers": ["10.2.0.2"], "search": ["l2.example"]}
+    for c, cf in ((c1, conf), (c2, conf), (c3, lab.conf("dm", ipam=fake)), (c4, lab.conf("dl"))):
+        ok(lab.run("DEL", cf, c, cid=c.name))
+    assert not [p for p in (lab.ipam_dir / f"{RUN}-dm").iterdir()
+                if p.name != "lock" and not p.name.startswith("last_reserved_ip")]
+
+
 def test_mac_precedence(lab):
     conf = lab.conf("mac", subnet())
     # IgnoreUnknown: host-local (ours and the reference) refuses a CNI_ARGS MAC otherwise.
@@ -534,6 +571,116 @@ def test_icc_false_blocks_containers_not_gateway(lab, servers, call_iptables):
     assert ping(c3, f"{sub}.3") and tcp_peer(c3, f"{sub}.3", 8000) == f"{sub}.4"
     # The machine's own br_netfilter setting was not touched.
     assert Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text() == host_value
+
+
+UDP_ECHO = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print('ready', flush=True)
+while True:
+    data, peer = s.recvfrom(100)
+    s.sendto(peer[0].encode(), peer)
+"""
+
+UDP_ASK = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+s.sendto(b"x", (sys.argv[1], int(sys.argv[2])))
+try:
+    print(s.recv(100).decode())
+except OSError:
+    sys.exit(1)
+"""
+
+
+def udp_peer(ns, dst, port):
+    p = subprocess.run(["ip", "netns", "exec", ns.name, "python3", "-c", UDP_ASK, dst, str(port)],
+                       capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+@pytest.mark.parametrize("call_iptables", ["0", "1"])
+def test_icc_false_link_opens_exactly_its_ports(lab, servers, call_iptables):
+    """Docker's --icc=false + --link web1: web2 reaches web1's linked ports, nothing else."""
+    host_value = Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text()
+    lab.h.run("sysctl", "-qw", f"net.bridge.bridge-nf-call-iptables={call_iptables}")
+    sub = subnet()
+    web1, web2, other = lab.container(), lab.container(), lab.container()
+    conf = lab.conf("k", sub, version="1.1.0", isDefaultGateway=True, icc=False)
+    lab.add(conf, web1)  # .2
+    link = {"cni": {"links": [{"peer": f"{sub}.2", "ports": ["8000/tcp", "5353/udp"]}]}}
+    linked = dict(conf, args=link)
+    res2 = lab.add(linked, web2)  # .3
+    lab.add(conf, other)  # .4
+    for ns, port in ((web1, 8000), (web1, 8001), (web2, 8000), (other, 8000)):
+        servers(ns, "0.0.0.0", port)
+    udp = [subprocess.Popen(["ip", "netns", "exec", web1.name, "python3", "-c", UDP_ECHO,
+                             "0.0.0.0", str(port)], stdout=subprocess.PIPE, text=True)
+           for port in (5353, 5354)]
+    try:
+        for p in udp:
+            assert p.stdout.readline().strip() == "ready"
+        # The linked ports, with the container's own source address (no NAT on the way).
+        assert tcp_peer(web2, f"{sub}.2", 8000) == f"{sub}.3"
+        assert udp_peer(web2, f"{sub}.2", 5353) == f"{sub}.3"
+        # Nothing else from web2 to web1; nothing from web1 to web2, not even from a linked port.
+        assert tcp_peer(web2, f"{sub}.2", 8001, wait=1) is None
+        assert udp_peer(web2, f"{sub}.2", 5354) is None
+        assert not ping(web2, f"{sub}.2", wait=1)
+        assert tcp_peer(web1, f"{sub}.3", 8000, wait=1) is None
+        assert not ping(web1, f"{sub}.3", wait=1)
+        # The link is web2's alone, and only towards web1.
+        assert tcp_peer(other, f"{sub}.2", 8000, wait=1) is None
+        assert tcp_peer(web2, f"{sub}.4", 8000, wait=1) is None
+        assert sorted((e["concat"][1], e["concat"][2], e["concat"][4])
+                      for e in lab.elements("links4")) == [(f"{sub}.3", f"{sub}.2", 5353),
+                                                          (f"{sub}.3", f"{sub}.2", 8000)]
+        ok(lab.run("CHECK", dict(linked, prevResult=res2), web2, cid=web2.name))
+        # The nft CLI reads the chain back (what an operator sees).
+        chain = lab.nft("list", "chain", "inet", lab.table, "icc_false")
+        assert 'comment "link v4"' in chain and 'comment "link replies v4"' in chain
+
+        # DEL of the linking container removes its link; the peer's DEL would not have.
+        ok(lab.run("DEL", linked, web2, cid=web2.name))
+        assert lab.elements("links4") == []
+        # Re-added with the link, then GC'd as stale: removed again, and the path is closed.
+        lab.add(linked, web2)
+        assert tcp_peer(web2, f"{sub}.2", 8000) is not None
+        valid = {"cni.dev/valid-attachments": [{"containerID": c.name, "ifname": "eth0"}
+                                               for c in (web1, other)]}
+        ok(lab.run("GC", dict(conf, **valid)))
+        assert lab.elements("links4") == []
+        assert tcp_peer(web2, f"{sub}.2", 8000, wait=1) is None
+    finally:
+        for p in udp:
+            p.kill()
+            p.wait()
+        lab.h.run("sysctl", "-qw", f"net.bridge.bridge-nf-call-iptables={host_value.strip()}")
+    for c in (web1, other):
+        ok(lab.run("DEL", conf, c, cid=c.name))
+    assert lab.elements("links4") == [] and lab.elements("masq4") == []
+    assert not (lab.state / conf["name"]).exists() or not list((lab.state / conf["name"]).iterdir())
+
+
+@pytest.mark.parametrize("links, details", [
+    ([{"peer": "10.0.0.5", "ports": ["80/icmp"]}], "args.cni.links[0].ports[0]"),
+    ([{"peer": "10.0.0.5", "ports": ["0/tcp"]}], "args.cni.links[0].ports[0]"),
+    ([{"peer": "10.0.0.5", "ports": []}], "args.cni.links[0].ports"),
+    ([{"peer": "fd00::5", "ports": ["80"]}], "only IPv4 peers"),
+    ([{"ports": ["80"]}], "args.cni.links[0].peer"),
+    ("x", "args.cni.links"),
+])
+def test_icc_false_link_config_errors(lab, links, details):
+    c = lab.container()
+    r = lab.run("ADD", lab.conf("ke", subnet(), isGateway=True, icc=False,
+                                args={"cni": {"links": links}}), c, cid=c.name)
+    assert r.code == 7 and details in r.json["details"], r.json
+    r = lab.run("ADD", lab.conf("kg", subnet(), icc=False,
+                                args={"cni": {"links": [{"peer": "10.0.0.5", "ports": ["80"]}]}}),
+                c, cid=c.name)
+    assert r.code == 7 and "needs isGateway" in r.json["details"], r.json
 
 
 def test_icc_true_containers_talk(lab, servers):
@@ -662,6 +809,33 @@ def test_del_idempotent_netns_gone_and_never_added(lab):
     assert not (lab.state / conf["name"] / f"{c2.name}:eth0.json").exists()
 
 
+def test_del_releases_the_lease_and_removes_the_veth_when_nftables_fails(lab):
+    sub = subnet()
+    c = lab.container()
+    conf = lab.conf("n", sub, isGateway=True, ipMasq=True)
+    res = lab.add(conf, c)
+    host_veth = res["interfaces"][1]["name"]
+    lease = lab.ipam_dir / conf["name"] / f"{sub}.2"
+    state = lab.state / conf["name"] / f"{c.name}:eth0.json"
+    assert lease.exists() and state.exists()
+    # nftables refuses DEL's read: tether's table replaced by one whose masq4 set has another
+    # key type (the kernel answers EINVAL for a key of the wrong length).
+    lab.nft("delete", "table", "inet", lab.table)
+    lab.nft("add", "table", "inet", lab.table)
+    lab.nft("add", "set", "inet", lab.table, "masq4", "{ type inet_service; }")
+    r = lab.run("DEL", dict(conf, prevResult=res), c, cid=c.name)
+    assert r.rc != 0 and "masq4" in r.json["msg"] + r.json.get("details", ""), r
+    # Everything else was still done: the lease is free, the pair is gone. The state file stays,
+    # so that a DEL that can reach nftables removes the elements it names.
+    assert not lease.exists()
+    assert lab.link("eth0", ns=c) is None and lab.link(host_veth) is None
+    assert state.exists()
+    lab.nft("delete", "table", "inet", lab.table)
+    ok(lab.run("DEL", dict(conf, prevResult=res), c, cid=c.name))
+    assert not state.exists() and not lease.exists()
+    assert lab.table not in lab.h.run("nft", "list", "tables")
+
+
 def test_check_detects_missing_state(lab):
     sub = subnet()
     c = lab.container()
@@ -685,6 +859,25 @@ def test_check_detects_missing_state(lab):
                                                            mac="02:00:00:00:00:09")]))
     r = lab.run("CHECK", bad, c, cid=c.name)
     assert r.rc != 0 and "MAC" in r.json["details"]
+
+
+def test_corrupt_state_is_check_error_100_and_del_removes_it(lab):
+    sub = subnet()
+    c = lab.container()
+    conf = lab.conf("q", sub, isGateway=True, ipMasq=True)
+    res = lab.add(conf, c)
+    prev = dict(conf, prevResult=res)
+    state = lab.state / conf["name"] / f"{c.name}:eth0.json"
+    state.write_text("")  # what a power loss can leave: the file is not fsynced
+    r = lab.run("CHECK", prev, c, cid=c.name)
+    assert r.code == 100 and r.json["msg"] == "state corrupt", r
+    assert str(state) in r.json["details"], r
+    # DEL: the file names nothing, so the element it named stays; the file goes.
+    ok(lab.run("DEL", prev, c, cid=c.name))
+    assert not state.exists()
+    assert lab.link("eth0", ns=c) is None
+    assert not (lab.ipam_dir / conf["name"] / f"{sub}.2").exists()
+    lab.nft("delete", "table", "inet", lab.table)
 
 
 def test_check_delegates_to_ipam_and_rollback_runs_ipam_del(lab):

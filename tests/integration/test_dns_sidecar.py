@@ -36,6 +36,13 @@ def daemon_pid(state):
         return None
 
 
+def usage(pid):
+    """(VmRSS in KiB, open fds) of a process."""
+    rss = next(int(l.split()[1]) for l in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if l.startswith("VmRSS:"))
+    return rss, len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -77,15 +84,20 @@ def daemons_of(state):
 
 
 class Net:
-    def __init__(self, env, suffix, plugin_extra, default_route=True):
+    def __init__(self, env, suffix, plugin_extra, default_route=True, v4=True, v6=False):
         self.env = env
-        # A container on two networks takes its default route from one of them only.
-        self.routes = [{"dst": "0.0.0.0/0"}] if default_route else []
-        self.name = f"{RUN}-{suffix}"
-        self.bridge = f"{RUN}{suffix}"
         octet = next(_octets)
         self.prefix = f"10.{octet}.0"
-        self.gateway = f"{self.prefix}.1"
+        self.gateway = f"{self.prefix}.1" if v4 else None
+        self.prefix6 = f"fd{RUN[1:3]}:{RUN[3:]}{octet:02x}::"
+        self.gateway6 = f"{self.prefix6}1" if v6 else None
+        # A container on two networks takes its default route from one of them only.
+        self.routes = ([{"dst": "0.0.0.0/0"}] if v4 else []) + ([{"dst": "::/0"}] if v6 else []) \
+            if default_route else []
+        self.ranges = ([[{"subnet": f"{self.prefix}.0/24"}]] if v4 else []) + \
+            ([[{"subnet": f"{self.prefix6}/64"}]] if v6 else [])
+        self.name = f"{RUN}-{suffix}"
+        self.bridge = f"{RUN}{suffix}"
         dns = {"type": PLUGIN, "stateDir": str(env.state), "port": PORT, "domainName": DOMAIN,
                "resolvConf": str(env.resolv), "capabilities": {"aliases": True, "dns": True}}
         dns.update(plugin_extra)
@@ -102,8 +114,7 @@ class Net:
              # this run (the reference bridge ignores both keys).
              "nftTable": NFT_TABLE, "stateDir": str(self.env.tmp / "bridge"),
              "ipam": {"type": "host-local", "dataDir": str(self.env.tmp / "ipam"),
-                      "ranges": [[{"subnet": f"{self.prefix}.0/24"}]],
-                      "routes": self.routes}},
+                      "ranges": self.ranges, "routes": self.routes}},
             dns]}
 
 
@@ -120,8 +131,8 @@ class Env:
         self.attachments = []  # (net, ns, cid, ifname, conflist, kwargs)
         self.search = None
 
-    def network(self, suffix, default_route=True, **plugin_extra):
-        net = Net(self, suffix, plugin_extra, default_route)
+    def network(self, suffix, default_route=True, v4=True, v6=False, **plugin_extra):
+        net = Net(self, suffix, plugin_extra, default_route, v4, v6)
         self.nets.append(net)
         return net
 
@@ -140,6 +151,10 @@ class Env:
 
     def ip(self, ns, ifname="eth0"):
         out = ns.run("ip", "-4", "-o", "addr", "show", "dev", ifname)
+        return out.split()[3].split("/")[0]
+
+    def ip6(self, ns, ifname="eth0"):
+        out = ns.run("ip", "-6", "-o", "addr", "show", "dev", ifname, "scope", "global")
         return out.split()[3].split("/")[0]
 
     def delete(self, ns, net, ifname="eth0"):
@@ -233,6 +248,39 @@ def test_two_containers_resolve_each_other(env, netns):
     assert dig(c1, gw, "web2", "AAAA") == []
     assert status(c1, gw, f"nosuch.{DOMAIN}") == "NXDOMAIN"
     assert dig(c1, gw, "-x", ip2) == [f"web2.{DOMAIN}."]
+
+
+def test_name_dot_network(env, netns):
+    """Docker's `<name>.<network>` on the networks the asker is on, for names and aliases."""
+    a, b = env.network("a"), env.network("b")
+    c1, c2, c3 = netns("a"), netns("b"), netns("c")
+    env.add(a, c1, "web1", cap={"aliases": ["db"]})
+    env.add(a, c2, "web2")
+    env.add(b, c3, "web3")
+    ip1 = env.ip(c1)
+    assert dig(c2, a.gateway, f"web1.{a.name}") == [ip1]
+    assert dig(c2, a.gateway, f"WEB1.{a.name.upper()}.") == [ip1]
+    assert dig(c2, a.gateway, f"db.{a.name}") == [ip1]
+    assert dig(c2, a.gateway, f"web1.{a.name}", "A", "+tcp") == [ip1]
+    assert status(c2, a.gateway, f"web1.{a.name}", "AAAA") == "NOERROR"
+    assert dig(c2, a.gateway, f"web1.{a.name}", "AAAA") == []
+    # Not across networks: c3 is on b only, and b's name does not qualify a's containers.
+    assert dig(c3, b.gateway, f"web1.{a.name}") == []
+    assert dig(c2, a.gateway, f"web1.{b.name}") == []
+    assert dig(c3, b.gateway, f"web3.{b.name}") == [env.ip(c3)]
+
+
+def test_name_dot_network_skips_names_that_are_not_labels(env, netns):
+    dotted = env.network("d.x")  # "<RUN>-d.x": a valid CNI network name, two DNS labels
+    c1, c2 = netns("a"), netns("b")
+    env.add(dotted, c1, "web1")
+    env.add(dotted, c2, "web2")
+    assert dig(c2, dotted.gateway, "web1") == [env.ip(c1)]
+    assert dig(c2, dotted.gateway, f"web1.{dotted.name}") == []
+    log = (env.state / "daemon.log").read_text()
+    assert f'network "{dotted.name}" is not a DNS label' in log
+    # Warned once per daemon, not once per registration.
+    assert log.count(f'network "{dotted.name}" is not a DNS label') == 1
 
 
 def test_aliases_are_network_scoped(env, netns):
@@ -370,21 +418,47 @@ def test_concurrent_adds_start_one_daemon(env, netns):
 # --- forwarding ------------------------------------------------------------------------------
 
 
-class Upstreams:
+class UpstreamNs:
+    """A namespace reached from the host over a veth pair (the host's end `link`, the peer
+    "up0"), running servers (`procs`) that close() stops before the link goes."""
+
+    def __init__(self, netns, tag, link, host_cidr, *addr_flags):
+        self.ns = netns(tag)
+        self.link = link
+        self.procs = []
+        sh("ip", "link", "add", self.link, "type", "veth", "peer", "name", "up0",
+           "netns", self.ns.name)
+        sh("ip", "addr", "add", host_cidr, "dev", self.link, *addr_flags)
+        sh("ip", "link", "set", self.link, "up")
+        self.ns.run("ip", "link", "set", "up0", "up")
+
+    def close(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.wait(timeout=5)
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True)
+
+
+def upstream_fixture(cls, name):
+    """The fixture `name` of an UpstreamNs subclass: closed at the end, its link checked gone."""
+    @pytest.fixture(name=name)
+    def fixture(netns):
+        u = cls(netns)
+        yield u
+        u.close()
+        assert subprocess.run(["ip", "link", "show", u.link], capture_output=True).returncode != 0
+    return fixture
+
+
+class Upstreams(UpstreamNs):
     """A namespace with DNS servers (dnsmasq) on .2 .3 .4, each answering who.example with
     192.0.2.<its last octet>, and .5 answering nothing of its own (REFUSED)."""
 
     def __init__(self, netns):
-        self.ns = netns("u")
         octet = next(_octets)
         self.prefix = f"10.{octet}.0"
-        self.link = f"{RUN}u{octet}"
-        sh("ip", "link", "add", self.link, "type", "veth", "peer", "name", "up0",
-           "netns", self.ns.name)
-        sh("ip", "addr", "add", f"{self.prefix}.1/24", "dev", self.link)
-        sh("ip", "link", "set", self.link, "up")
-        self.ns.run("ip", "link", "set", "up0", "up")
-        self.procs = []
+        super().__init__(netns, "u", f"{RUN}u{octet}", f"{self.prefix}.1/24")
         for last in (2, 3, 4, 5):
             addr = f"{self.prefix}.{last}"
             self.ns.run("ip", "addr", "add", f"{addr}/24", "dev", "up0", "nodad")
@@ -405,19 +479,8 @@ class Upstreams:
     def addr(self, last):
         return f"{self.prefix}.{last}"
 
-    def close(self):
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            p.wait(timeout=5)
-        subprocess.run(["ip", "link", "del", self.link], capture_output=True)
 
-
-@pytest.fixture
-def upstreams(netns):
-    u = Upstreams(netns)
-    yield u
-    u.close()
+upstreams = upstream_fixture(Upstreams, "upstreams")
 
 
 def test_forwarding_precedence(env, netns, upstreams):
@@ -473,6 +536,104 @@ def test_internal_network_does_not_forward(env, netns, upstreams):
     for ns in (c1, c2):
         assert dig(ns, net.gateway, "who.example") == []
         assert status(ns, net.gateway, "who.example") == "NXDOMAIN"
+
+
+# --- IPv6 ------------------------------------------------------------------------------------
+
+
+def wait_answer(ns, server, name, qtype):
+    """The gateway's IPv6 address may still be in DAD for a moment after ADD."""
+    for _ in range(50):
+        got = dig(ns, server, name, qtype)
+        if got:
+            return got
+        time.sleep(0.1)
+    return dig(ns, server, name, qtype)
+
+
+def test_ipv6_dual_stack_aaaa_ptr_over_the_v6_listener(env, netns):
+    d = env.network("d6", v6=True)
+    c1, c2 = netns("a"), netns("b")
+    env.add(d, c1, "web1")
+    r2, _ = env.add(d, c2, "web2")
+    assert d.gateway6 in r2["dns"]["nameservers"]
+    ip4, ip6 = env.ip(c1), env.ip6(c1)
+    gw6 = d.gateway6
+    assert wait_answer(c2, gw6, "web1", "AAAA") == [ip6]
+    assert dig(c2, gw6, f"web1.{DOMAIN}", "A") == [ip4]
+    assert dig(c2, gw6, "web1", "AAAA", "+tcp") == [ip6]
+    assert sorted(dig(c2, gw6, "web1", "ANY")) == sorted([ip4, ip6])
+    # PTR in ip6.arpa, over either listener; and in-addr.arpa over the v6 one.
+    assert dig(c2, gw6, "-x", ip6) == [f"web1.{DOMAIN}."]
+    assert dig(c2, d.gateway, "-x", ip6) == [f"web1.{DOMAIN}."]
+    assert dig(c2, gw6, "-x", ip4) == [f"web1.{DOMAIN}."]
+    assert status(c2, gw6, f"nosuch.{DOMAIN}", "AAAA") == "NXDOMAIN"
+    # The v6 listener answers the asker by its v6 address: the scope is the same container.
+    assert dig(c1, gw6, "web2", "AAAA") == [env.ip6(c2)]
+
+
+def test_ipv6_nodata_for_the_missing_family_both_ways(env, netns):
+    o4 = env.network("o4", default_route=False)
+    o6 = env.network("o6", default_route=False, v4=False, v6=True)
+    m, w4, w6 = netns("m"), netns("p"), netns("q")
+    env.add(o4, w4, "only4")
+    env.add(o6, w6, "only6")
+    env.add(o4, m, "multi", ifname="eth0")
+    env.add(o6, m, "multi", ifname="eth1")
+    gw6 = o6.gateway6
+    assert wait_answer(m, gw6, "only6", "AAAA") == [env.ip6(w6)]
+    assert dig(m, o4.gateway, "only4", "A") == [env.ip(w4)]
+    for server in (gw6, o4.gateway):
+        # A v6-only name asked for A, a v4-only one for AAAA: NOERROR without answers.
+        assert status(m, server, "only6", "A") == "NOERROR"
+        assert dig(m, server, "only6", "A") == []
+        assert status(m, server, "only4", "AAAA") == "NOERROR"
+        assert dig(m, server, "only4", "AAAA") == []
+    # The v6-only container asks over its only listener, the v6 one.
+    assert wait_answer(w6, gw6, "multi", "AAAA") == [env.ip6(m, "eth1")]
+    assert status(w6, gw6, "multi", "A") == "NOERROR" and dig(w6, gw6, "multi", "A") == []
+
+
+class Upstream6(UpstreamNs):
+    """A namespace with dnsmasq on an IPv6 address only, reached from the host over a veth pair:
+    who6.example is 2001:db8::6 there, and nowhere else."""
+
+    def __init__(self, netns):
+        super().__init__(netns, "u6", f"{RUN}u6", f"fd{RUN[1:3]}:{RUN[3:]}ff::1/64", "nodad")
+        self.addr = f"fd{RUN[1:3]}:{RUN[3:]}ff::2"
+        self.ns.run("ip", "addr", "add", f"{self.addr}/64", "dev", "up0", "nodad")
+        self.procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", self.ns.name, "dnsmasq", "--keep-in-foreground",
+             "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+             f"--listen-address={self.addr}", "--port=53", "--user=root", "--pid-file=",
+             "--address=/who6.example/2001:db8::6"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(100):
+            if sh("dig", f"@{self.addr}", "who6.example", "AAAA", "+short", "+time=1",
+                  "+tries=1", check=False).strip():
+                break
+            time.sleep(0.05)
+
+
+upstream6 = upstream_fixture(Upstream6, "upstream6")
+
+
+def test_ipv6_forwarding_to_an_ipv6_upstream(env, netns, upstream6):
+    net = env.network("f6", v6=True, upstreams=[f"[{upstream6.addr}]:53"])
+    host = env.network("h6", v6=True)
+    c1, c2 = netns("a"), netns("b")
+    env.add(net, c1, "fw1")
+    assert wait_answer(c1, net.gateway6, "who6.example", "AAAA") == ["2001:db8::6"]
+    assert dig(c1, net.gateway6, "who6.example", "AAAA", "+tcp") == ["2001:db8::6"]
+    assert dig(c1, net.gateway, "who6.example", "AAAA") == ["2001:db8::6"]
+    # The host's resolv.conf naming the IPv6 server (no port, as resolv.conf writes it).
+    env.resolv.write_text(f"nameserver {upstream6.addr}\n")
+    env.add(host, c2, "fw2")
+    for _ in range(100):
+        if dig(c2, host.gateway6, "who6.example", "AAAA") == ["2001:db8::6"]:
+            break
+        time.sleep(0.05)
+    assert dig(c2, host.gateway6, "who6.example", "AAAA") == ["2001:db8::6"]
 
 
 # --- robustness ------------------------------------------------------------------------------
@@ -645,6 +806,53 @@ def test_check_status_gc(env, netns):
     assert res.rc == 1 and res.code == 50, res
 
 
+def test_corrupt_record_is_check_error_100_and_del_removes_it(env, netns):
+    net = env.network("k")
+    c1 = netns("k")
+    r1, _ = env.add(net, c1, "web1")
+    cid1 = env.attachments[0][2]
+    record = env.state / "records" / net.name / f"{cid1}:eth0.json"
+    assert record.exists()
+    dns_conf = dict(net.conflist()["plugins"][1], name=net.name, cniVersion="1.1.0")
+    ok(run_plugin(PLUGIN, "CHECK", dict(dns_conf, prevResult=r1), containerid=cid1,
+                  netns=c1.path))
+    record.write_text("{not json")
+    res = run_plugin(PLUGIN, "CHECK", dict(dns_conf, prevResult=r1), containerid=cid1,
+                     netns=c1.path)
+    assert res.rc == 1 and res.code == 100 and res.json["msg"] == "state corrupt", res
+    assert str(record) in res.json["details"], res
+    ok(run_plugin(PLUGIN, "DEL", dict(dns_conf, prevResult=r1), containerid=cid1,
+                  netns=c1.path))
+    assert not record.exists()
+
+
+def test_record_of_the_old_layout_is_served_checked_and_removed(env, netns):
+    """A node upgraded while its containers run: the records dns-sidecar 0.1 wrote
+    (<stateDir>/records/<network>@<containerID>@<ifname>.json) still count."""
+    net = env.network("o")
+    c1, c2 = netns("o"), netns("p")
+    r1, _ = env.add(net, c1, "web1")
+    env.add(net, c2, "web2")
+    cid1, cid2 = env.attachments[0][2], env.attachments[1][2]
+    records = env.state / "records"
+    for cid in (cid1, cid2):
+        (records / net.name / f"{cid}:eth0.json").rename(records / f"{net.name}@{cid}@eth0.json")
+    assert kill_daemon(env.state)
+    dns_conf = dict(net.conflist()["plugins"][1], name=net.name, cniVersion="1.1.0")
+    ok(run_plugin(PLUGIN, "STATUS", dns_conf))  # starts a daemon, which loads them
+    ok(run_plugin(PLUGIN, "CHECK", dict(dns_conf, prevResult=r1), containerid=cid1,
+                  netns=c1.path))
+    assert dig(c1, net.gateway, "web2") == [env.ip(c2)]
+    # DEL removes one, GC the other.
+    ok(run_plugin(PLUGIN, "DEL", dict(dns_conf, prevResult=r1), containerid=cid1,
+                  netns=c1.path))
+    assert not (records / f"{net.name}@{cid1}@eth0.json").exists()
+    assert dig(c2, net.gateway, "web1") == []
+    ok(run_plugin(PLUGIN, "GC", dict(dns_conf, **{"cni.dev/valid-attachments": []})))
+    assert not (records / f"{net.name}@{cid2}@eth0.json").exists()
+    assert sorted(p.name for p in records.rglob("*.json")) == []
+
+
 def test_add_requires_prev_result_and_valid_names(env, tmpdir_run):
     net = env.network("a")
     conf = dict(net.conflist()["plugins"][1], name=net.name, cniVersion="1.1.0")
@@ -664,3 +872,55 @@ def test_add_requires_prev_result_and_valid_names(env, tmpdir_run):
     # DEL of something never added, with no daemon: success.
     ok(run_plugin(PLUGIN, "DEL", conf, containerid="never"))
     assert daemon_pid(env.state) is None
+
+
+def control(state, request: bytes):
+    """One request line on the daemon's control socket; its reply, parsed."""
+    import socket as so
+    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(state / "control.sock"))
+    s.sendall(request + b"\n")
+    reply = b""
+    while not reply.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        reply += chunk
+    s.close()
+    return json.loads(reply)
+
+
+def test_hostile_control_requests_are_refused_and_touch_nothing(env, netns, tmpdir_run):
+    net = env.network("h")
+    c1 = netns("h")
+    env.add(net, c1, "web1")
+    pid = daemon_pid(env.state)
+    # A record file outside the state dir, where "../" keys would lead.
+    outside = tmpdir_run / "outside"
+    outside.mkdir()
+    (outside / "victim:eth0.json").write_text("keep me\n")
+    rel = os.path.relpath(outside, env.state / "records")
+    deep = b"[" * 100000 + b"]" * 100000
+    refused = [
+        deep,                                                 # deeper than any JSON we accept
+        b'{"op":"add","record":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"op":"sync","network":""}',
+        b'{"op":"sync","network":' + json.dumps(rel).encode() + b"}",
+        b'{"op":"sync","network":7}',
+        b'{"op":"del","network":' + json.dumps(rel).encode() +
+        b',"containerID":"victim","ifname":"eth0"}',
+        b'{"op":"del","network":"' + net.name.encode() + b'","containerID":"../x","ifname":"eth0"}',
+        b'{"op":"check","network":"' + net.name.encode() + b'","containerID":"a","ifname":"a/b"}',
+        b'{"op":"nonsense"}',
+        b"\xff\xfe not even UTF-8",
+    ]
+    for req in refused:
+        reply = control(env.state, req)
+        assert reply["ok"] is False, (req[:80], reply)
+    assert alive(pid)
+    assert (outside / "victim:eth0.json").read_text() == "keep me\n"
+    # The daemon still serves and takes good requests.
+    assert dig(c1, net.gateway, "web1") == [env.ip(c1)]
+    assert control(env.state, b'{"op":"sync","network":"' + net.name.encode() + b'"}') == {"ok": True}
+    assert dig(c1, net.gateway, "web1") == [env.ip(c1)]

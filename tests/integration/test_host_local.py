@@ -64,8 +64,10 @@ def assert_consistent(data_dir, name=NET):
             continue
         if n.startswith("last_reserved_ip."):
             ipaddress.ip_address(content.decode())
-        elif n.startswith(".") and ".tmp-" in n:
-            continue  # never read as a lease; the next locked call removes it
+        elif n.startswith(".") and (".tmp-" in n or n.endswith(".tmp")):
+            # ".<name>.tmp-<pid>-<n>", or ".<name>.tmp" where an O_TMPFILE file is linked on its
+            # way into place (common/files.cc): never read as a lease; the next scan removes it
+            continue
         else:
             ipaddress.ip_address(n)
             assert LEASE_RE.fullmatch(content), (n, content)
@@ -570,3 +572,56 @@ def test_parallel_mixed_with_reference(tmpdir_run):
         for r in pool.map(lambda i: run("DEL", c, cid=f"m{i}", ref=i % 2 == 0), range(60)):
             ok(r)
     assert only_bookkeeping(tmpdir_run)
+
+
+# ---------------------------------------------------------------------------------------------
+# DNS: runtime `dns` capability > network `dns` key > resolvConf, field by field (README).
+
+HOST_DNS = {"nameservers": ["10.0.0.53"], "domain": "corp.example", "search": ["a.example"],
+            "options": ["ndots:3"]}
+
+
+@pytest.mark.parametrize("network, runtime, want", [
+    # The cookbook's --dns-search without --dns: the host's nameservers and options stay.
+    ({"search": ["net.example"]}, None,
+     {"nameservers": ["10.0.0.53"], "search": ["net.example"], "options": ["ndots:3"]}),
+    # A network domain replaces the host's search list as well (domain and search are one field).
+    ({"domain": "net.example"}, None,
+     {"nameservers": ["10.0.0.53"], "domain": "net.example", "options": ["ndots:3"]}),
+    ({"nameservers": ["10.1.0.1"]}, None, dict(HOST_DNS, nameservers=["10.1.0.1"])),
+    # The runtime's capability (Go field names, as containerd sends them) over both.
+    ({"nameservers": ["10.1.0.1"], "options": ["rotate"]}, {"Servers": ["10.2.0.1"]},
+     {"nameservers": ["10.2.0.1"], "domain": "corp.example", "search": ["a.example"],
+      "options": ["rotate"]}),
+    (None, {"servers": [], "searches": ["rt.example"], "options": ["edns0"]},
+     {"nameservers": ["10.0.0.53"], "search": ["rt.example"], "options": ["edns0"]}),
+    (None, None, HOST_DNS),
+])
+def test_dns_merges_per_field(tmpdir_run, network, runtime, want):
+    rc = tmpdir_run / "resolv.conf"
+    rc.write_text("nameserver 10.0.0.53\ndomain corp.example\nsearch a.example\n"
+                  "options ndots:3\n")
+    top = {}
+    if network is not None:
+        top["dns"] = network
+    if runtime is not None:
+        top["runtimeConfig"] = {"dns": runtime}
+    c = conf(tmpdir_run / "d", {"subnet": "10.87.0.0/24", "resolvConf": str(rc)}, **top)
+    assert ok(run("ADD", c))["dns"] == want
+    ok(run("DEL", c))
+    assert leases(tmpdir_run / "d") == {}
+
+
+def test_dns_without_resolvconf(tmpdir_run):
+    """No host file: the network's and the runtime's fields alone; neither gives no dns."""
+    c = conf(tmpdir_run / "d", {"subnet": "10.87.1.0/24"}, dns={"search": ["net.example"]},
+             runtimeConfig={"dns": {"servers": ["10.2.0.1"]}})
+    assert ok(run("ADD", c))["dns"] == {"nameservers": ["10.2.0.1"], "search": ["net.example"]}
+    bare = conf(tmpdir_run / "d", {"subnet": "10.87.1.0/24"})
+    assert ok(run("ADD", bare, cid="ctr2")).get("dns", {}) == {}
+    bad = dict(c, runtimeConfig={"dns": {"servers": "10.2.0.1"}})
+    r = run("ADD", bad, cid="ctr3")
+    assert r.rc != 0 and r.json["code"] == 7 and "runtimeConfig.dns.servers" in r.json["details"]
+    ok(run("DEL", c))
+    ok(run("DEL", bare, cid="ctr2"))
+    assert leases(tmpdir_run / "d") == {}

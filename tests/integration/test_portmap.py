@@ -427,7 +427,7 @@ def test_conflict(topo):
     assert "18088" in res.json["details"] and c1.cid in res.json["details"]
     assert elements(topo.table) == before  # nothing of the failed ADD was added
     cid2 = topo.containers[-1][1]
-    assert not (topo.state_dir / f"{RUN}-net" / f"{cid2}@eth0.json").exists()
+    assert not (topo.state_dir / f"{RUN}-net" / f"{cid2}:eth0.json").exists()
     # Another protocol or another host address on the same port is no conflict.
     topo.add([pm(18088, 80, "udp"), pm(18088, 80, host_ip=OUT_HOST4)])
 
@@ -487,7 +487,7 @@ def test_gc(topo):
     sets = elements(topo.table)
     assert len(sets["dnat4_any"]) == 1 and len(sets["dnat6_any"]) == 1
     names = [p.name for p in (topo.state_dir / f"{RUN}-net").iterdir()]
-    assert names == [f"{c2.cid}@eth0.json"]
+    assert names == [f"{c2.cid}:eth0.json"]
     # The older key name works too.
     conf.pop("cni.dev/valid-attachments")
     conf["cni.dev/attachments"] = []
@@ -620,8 +620,30 @@ def test_del_with_unreadable_state(topo):
     """A state file a power loss truncated (it is not fsynced, see state.h) does not make DEL
     fail forever: DEL succeeds and removes it."""
     c = topo.add([pm(18130, 80)])
-    path = topo.state_dir / f"{RUN}-net" / f"{c.cid}@eth0.json"
+    path = topo.state_dir / f"{RUN}-net" / f"{c.cid}:eth0.json"
     path.write_text("")
     conf = portmap_conf(topo, c)
     ok(run_plugin("portmap", "DEL", conf, containerid=c.cid, netns=c.ns.path))
     assert not path.exists()
+
+
+def test_state_of_the_old_layout_is_found_and_removed(topo):
+    """A node upgraded while its containers run: the state files portmap 0.1 wrote
+    (<stateDir>/<network>/<containerID>@<ifname>.json) are still found, by DEL and by GC."""
+    c1 = topo.add([pm(18140, 80)])
+    c2 = topo.add([pm(18141, 80)])
+    net_dir = topo.state_dir / f"{RUN}-net"
+    for c in (c1, c2):
+        (net_dir / f"{c.cid}:eth0.json").rename(net_dir / f"{c.cid}@eth0.json")
+    conf = portmap_conf(topo, c1)
+    ok(run_plugin("portmap", "DEL", conf, containerid=c1.cid, netns=c1.ns.path))
+    assert not (net_dir / f"{c1.cid}@eth0.json").exists()
+    assert len(elements(topo.table)["dnat4_any"]) == 1
+    # An ADD of the same port by another container is still a conflict naming its owner.
+    c3, steps = topo.add([pm(18141, 80)], expect_ok=False)
+    assert c3 is None and steps[-1].code == 101 and c2.cid in steps[-1].json["details"]
+    conf["cniVersion"] = "1.1.0"
+    conf["cni.dev/valid-attachments"] = []
+    ok(run_plugin("portmap", "GC", conf))
+    assert element_count(topo.table) == 0
+    assert list(net_dir.iterdir()) == []

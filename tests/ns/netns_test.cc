@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <stdexcept>
@@ -36,6 +37,17 @@ TEST_CASE("NetnsFd rejects paths that are not network namespaces with code 8") {
 
   CHECK(error_code_of("/dev/null") == cni::kErrInvalidNetns);
   CHECK(error_code_of("/proc/self/ns/uts") == cni::kErrInvalidNetns);  // nsfs, not net
+  CHECK(error_code_of("/tmp") == cni::kErrInvalidNetns);               // a directory
+}
+
+TEST_CASE("NetnsFd: a FIFO is refused at once, never opened for reading (which blocks)") {
+  const std::string fifo = "/tmp/" + tnst::prefix() + "-fifo";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  // Before the O_PATH check this open() waited for a writer forever.
+  CHECK(error_code_of(fifo) == cni::kErrInvalidNetns);
+  CHECK_THROWS_AS(cni::NetnsFd::open_if_exists(fifo), cni::Error);
+  CHECK_THROWS_AS(cni::is_current_netns(fifo), cni::Error);
+  unlink(fifo.c_str());
 }
 
 TEST_CASE("NetnsFd: a missing path is nullopt for DEL and code 8 for ADD") {
@@ -55,8 +67,11 @@ TEST_CASE("NetnsFd accepts bind-mounted and /proc netns files") {
   CHECK(cni::is_current_netns("/proc/self/ns/net"));
   CHECK_FALSE(cni::is_current_netns(ns.path()));
 
+  // The path survives moves (and so open_if_exists' optional): errors name it.
+  CHECK(b->path() == ns.path());
   cni::NetnsFd moved = std::move(a);
   CHECK(moved.fd() >= 0);
+  CHECK(moved.path() == ns.path());
   CHECK(a.fd() == -1);  // NOLINT(bugprone-use-after-move): moved-from state is part of the contract
 }
 

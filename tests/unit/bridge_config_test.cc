@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <functional>
 
 #include "common/error.h"
+#include "common/mac.h"
 #include "plugins/bridge/config.h"
 
 using cni::json;
@@ -173,16 +175,20 @@ TEST_CASE("bridge config: firewall none refuses switches that need netfilter") {
 }
 
 TEST_CASE("bridge config: MAC precedence CNI_ARGS < args.cni.mac < runtimeConfig.mac") {
-  CHECK(parse("", "MAC=02:00:00:00:00:01").mac == "02:00:00:00:00:01");
-  CHECK(parse(R"("args":{"cni":{"mac":"02:00:00:00:00:02"}})", "MAC=02:00:00:00:00:01").mac ==
-        "02:00:00:00:00:02");
+  CHECK(parse("", "MAC=02:00:00:00:00:01").mac.value().str() == "02:00:00:00:00:01");
+  CHECK(parse(R"("args":{"cni":{"mac":"02:00:00:00:00:02"}})", "MAC=02:00:00:00:00:01")
+            .mac.value()
+            .str() == "02:00:00:00:00:02");
   CHECK(parse(R"("args":{"cni":{"mac":"02:00:00:00:00:02"}},
                  "runtimeConfig":{"mac":"02:00:00:00:00:03"})",
               "MAC=02:00:00:00:00:01")
-            .mac == "02:00:00:00:00:03");
-  CHECK(parse(R"("runtimeConfig":{"mac":"02:AA:BB:CC:DD:EE"})").mac == "02:aa:bb:cc:dd:ee");
+            .mac.value()
+            .str() == "02:00:00:00:00:03");
+  CHECK(parse(R"("runtimeConfig":{"mac":"02:AA:BB:CC:DD:EE"})").mac.value().str() ==
+        "02:aa:bb:cc:dd:ee");
   // An empty higher-precedence value does not hide a lower one, as in the reference.
-  CHECK(parse(R"("runtimeConfig":{"mac":""})", "MAC=02:00:00:00:00:01").mac == "02:00:00:00:00:01");
+  CHECK(parse(R"("runtimeConfig":{"mac":""})", "MAC=02:00:00:00:00:01").mac.value().str() ==
+        "02:00:00:00:00:01");
   CHECK(parse_error(R"("runtimeConfig":{"mac":"nope"})").second.find("runtimeConfig.mac") !=
         std::string::npos);
   CHECK(parse_error("", "MAC=zz").first == 7);
@@ -205,9 +211,78 @@ TEST_CASE("bridge config: GC's valid attachments, either key") {
   CHECK(old.valid_attachments->empty());
 }
 
-TEST_CASE("bridge config: normalize_mac") {
-  CHECK(cni::bridge::normalize_mac("AA-bb-CC-dd-EE-ff") == "aa:bb:cc:dd:ee:ff");
-  CHECK_FALSE(cni::bridge::normalize_mac("aa:bb:cc:dd:ee").has_value());
-  CHECK_FALSE(cni::bridge::normalize_mac("aa:bb:cc:dd:ee:fg").has_value());
-  CHECK_FALSE(cni::bridge::normalize_mac("aabbccddeeff00000").has_value());
+TEST_CASE("Mac: parse and format in one place") {
+  CHECK(cni::Mac::parse("AA-bb-CC-dd-EE-ff")->str() == "aa:bb:cc:dd:ee:ff");
+  CHECK(cni::Mac::parse("00:01:02:0a:fe:FF")->str() == "00:01:02:0a:fe:ff");
+  CHECK_FALSE(cni::Mac::parse("aa:bb:cc:dd:ee").has_value());
+  CHECK_FALSE(cni::Mac::parse("aa:bb:cc:dd:ee:fg").has_value());
+  CHECK_FALSE(cni::Mac::parse("aabbccddeeff00000").has_value());
+  CHECK_FALSE(cni::Mac::parse("aa:bb-cc:dd:ee:ff").has_value());  // one separator, as Go
+  cni::Mac r = cni::Mac::random_local();
+  CHECK((r.bytes()[0] & 0x03) == 0x02);  // unicast, locally administered
+  CHECK(cni::Mac::parse(r.str()) == r);
+}
+
+TEST_CASE("bridge config: overlay, cluster ranges from ipam, ipMasqExclude") {
+  const std::string ipam =
+      R"("ipam":{"type":"host-local","ranges":[[{"subnet":"10.32.0.0/12"}],[{"subnet":"fd32::/48"}]]})";
+  Config c = parse(R"("overlay":{"vni":4242},"ipMasq":true,)" + ipam);
+  REQUIRE(c.overlay.has_value());
+  CHECK(c.overlay->vni == 4242);
+  CHECK(c.overlay->port == 4789);
+  CHECK(c.overlay_device() == "tvx4242");
+  CHECK(c.overlay_dir.empty());  // the cluster file's overlayDir, read at ADD
+  CHECK(c.cluster_file == "/etc/tether/cluster.json");
+  REQUIRE(c.cluster_ranges.size() == 1);  // the IPv4 ranges: VXLAN carries IPv4 blocks
+  CHECK(c.cluster_ranges[0].str() == "10.32.0.0/12");
+
+  c = parse(R"("overlay":{"vni":7,"port":8472},"cluster":"/etc/c.json","overlayDir":"/x/ov",)"
+            R"("ipMasqExclude":["10.32.4.0/24","100.64.0.0/10","fd00::5/64"],)" +
+            ipam);
+  CHECK(c.overlay->port == 8472);
+  CHECK(c.cluster_file == "/etc/c.json");
+  CHECK(c.overlay_dir == "/x/ov");
+  REQUIRE(c.ip_masq_exclude.size() == 3);
+  CHECK(c.ip_masq_exclude[2].str() == "fd00::/64");
+  // 10.32.4.0/24 lies inside the cluster range: one interval, not two overlapping ones.
+  std::vector<std::string> ex;
+  for (const auto& p : c.masq_exclusions()) ex.push_back(p.str());
+  std::sort(ex.begin(), ex.end());
+  CHECK(ex == std::vector<std::string>{"10.32.0.0/12", "100.64.0.0/10", "fd00::/64"});
+
+  // Without an overlay, ipMasqExclude alone (cloud-routed pod CIDRs) and no cluster ranges.
+  c = parse(R"("ipMasqExclude":["10.244.0.0/16"],)" + ipam);
+  CHECK_FALSE(c.overlay.has_value());
+  CHECK(c.cluster_ranges.empty());
+  CHECK(c.overlay_device().empty());
+  CHECK(c.masq_exclusions().size() == 1);
+
+  auto fails = [&](const std::string& extra, const char* key) {
+    // Not a structured binding: clang 14 cannot capture one in CHECK_MESSAGE's lambda.
+    const auto error = parse_error(extra);
+    const auto& details = error.second;
+    CHECK_MESSAGE(error.first == cni::kErrInvalidConfig, extra);
+    CHECK_MESSAGE(details.find(key) != std::string::npos, details);
+  };
+  fails(R"("overlay":{"port":4789},)" + ipam, "overlay.vni");
+  fails(R"("overlay":{"vni":0},)" + ipam, "overlay.vni");
+  fails(R"("overlay":{"vni":16777216},)" + ipam, "overlay.vni");
+  fails(R"("overlay":{"vni":"1"},)" + ipam, "overlay.vni");
+  fails(R"("overlay":{"vni":1,"port":0},)" + ipam, "overlay.port");
+  fails(R"("overlay":{"vni":1,"port":65536},)" + ipam, "overlay.port");
+  fails(R"("overlay":4242,)" + ipam, "overlay");
+  fails(R"("overlay":{"vni":1})", "overlay");  // no ipam
+  fails(R"("overlay":{"vni":1},"ipam":{"type":"host-local","ranges":[[{"subnet":"fd32::/48"}]]})",
+        "IPv4 subnet");
+  fails(R"("overlay":{"vni":1},"vlan":5,)" + ipam, "vlan");
+  fails(R"("overlay":{"vni":1},"firewall":"none",)" + ipam, "overlay");
+  fails(R"("overlay":{"vni":1},"overlayDir":"rel",)" + ipam, "overlayDir");
+  fails(R"("overlay":{"vni":1},"ipam":{"type":"host-local","subnet":"10.1.0.0"})", "ipam.subnet");
+  fails(R"("overlay":{"vni":1},"cluster":false,)" + ipam, "cluster");
+  fails(R"("overlay":{"vni":1},"cluster":5,)" + ipam, "cluster");
+  CHECK(parse(R"("overlay":{"vni":1},"cluster":true,)" + ipam).cluster_file ==
+        "/etc/tether/cluster.json");
+  fails(R"("ipMasqExclude":["10.0.0.0"])", "ipMasqExclude");
+  fails(R"("ipMasqExclude":"10.0.0.0/8")", "ipMasqExclude");
+  fails(R"("ipMasqExclude":[5])", "ipMasqExclude");
 }

@@ -36,7 +36,19 @@ TEST_CASE("bridge state: JSON round trip, and a malformed file is a decode error
   CHECK_THROWS_AS(cni::bridge::AttachmentState::from_json(json::parse(R"({"ifname":"x"})")),
                   cni::Error);
   CHECK_THROWS_AS(cni::bridge::AttachmentState::from_json(json::array()), cni::Error);
-  CHECK(cni::bridge::state_file("/d", "abc", "eth0") == "/d/abc:eth0.json");
+  // A link rule's numbers are checked, not truncated: port 65589 is not port 53.
+  s.links = {{"10.1.0.2", "10.1.0.3", 6, 80}};
+  CHECK(cni::bridge::AttachmentState::from_json(s.to_json()).to_json() == s.to_json());
+  for (const char* bad : {R"({"src":"a","peer":"b","proto":6,"port":65616})",
+                          R"({"src":"a","peer":"b","proto":262,"port":80})",
+                          R"({"src":"a","peer":"b","proto":6,"port":-80})",
+                          R"({"src":"a","peer":"b","proto":6})", R"("a")"}) {
+    CAPTURE(bad);
+    json broken = s.to_json();
+    broken["links"] = json::array({json::parse(bad)});
+    CHECK_THROWS_AS(cni::bridge::AttachmentState::from_json(broken), cni::Error);
+  }
+  CHECK(cni::bridge::state_store("/d").path({"n", "abc", "eth0"}) == "/d/n/abc:eth0.json");
 }
 
 TEST_CASE("bridge gateways: subnet+1 when IPAM gives none, default routes once per family") {

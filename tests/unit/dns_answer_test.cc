@@ -5,6 +5,7 @@
 
 #include "plugins/dns-sidecar/answer.h"
 #include "plugins/dns-sidecar/ldns_ptr.h"
+#include "tests/unit/dns_test_record.h"
 
 using cni::IpAddr;
 using cni::dns::Decision;
@@ -17,17 +18,7 @@ namespace {
 
 IpAddr ip(const char* text) { return *IpAddr::parse(text); }
 
-Record rec(const char* net, const char* cid, const char* name, std::vector<const char*> addrs,
-           const char* gw) {
-  Record r;
-  r.key = {net, cid, "eth0"};
-  r.name = name;
-  for (auto* a : addrs) r.addresses.push_back(*cni::Prefix::parse(a));
-  r.gateways = {ip(gw)};
-  r.net.domain = "test.internal";
-  r.net.upstreams = {"10.99.0.2"};
-  return r;
-}
+using cni::dns::test::rec;
 
 struct World {
   World() {
@@ -286,4 +277,93 @@ TEST_CASE("dns answer: the reply cache replays exact replies with the new ID") {
   CHECK(orders.size() == 2);
   CHECK(ask("10.1.0.3", query("example.com", 5)).kind == Decision::Kind::kForward);
   CHECK(cache.size() == before);
+}
+
+namespace {
+
+std::vector<uint8_t> to_bytes(const ldns_pkt* p) {
+  uint8_t* wire = nullptr;
+  size_t len = 0;
+  REQUIRE(ldns_pkt2wire(&wire, p, &len) == LDNS_STATUS_OK);
+  cni::dns::MallocPtr<uint8_t> own(wire);
+  return {wire, wire + len};
+}
+
+// A server's reply to `q`: `count` A records for `name`.
+PktPtr upstream_answer(const ldns_pkt* q, const char* name, int count) {
+  PktPtr r(ldns_pkt_new());
+  ldns_pkt_set_id(r.get(), ldns_pkt_id(q));
+  ldns_pkt_set_qr(r.get(), true);
+  ldns_pkt_set_rd(r.get(), true);
+  ldns_pkt_set_ra(r.get(), true);
+  ldns_rr* question = ldns_rr_new();
+  ldns_rr_set_question(question, true);
+  ldns_rr_set_owner(question, ldns_dname_new_frm_str(name));
+  ldns_rr_set_type(question, LDNS_RR_TYPE_A);
+  ldns_rr_set_class(question, LDNS_RR_CLASS_IN);
+  ldns_pkt_push_rr(r.get(), LDNS_SECTION_QUESTION, question);
+  for (int i = 0; i < count; ++i) {
+    ldns_rr* rr = nullptr;
+    std::string text = std::string(name) + " 60 IN A 192.0.2." + std::to_string(1 + i % 250);
+    REQUIRE(ldns_rr_new_frm_str(&rr, text.c_str(), 0, nullptr, nullptr) == LDNS_STATUS_OK);
+    ldns_pkt_push_rr(r.get(), LDNS_SECTION_ANSWER, rr);
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("dns answer: an upstream's reply is checked against the query and fitted to the client") {
+  using cni::dns::upstream_reply;
+  PktPtr q(ldns_pkt_query_new(ldns_dname_new_frm_str("who.example."), LDNS_RR_TYPE_A,
+                              LDNS_RR_CLASS_IN, LDNS_RD));
+  ldns_pkt_set_id(q.get(), 77);
+  auto query = to_bytes(q.get());
+  auto check = [&](const std::vector<uint8_t>& reply, Transport t = Transport::kUdp) {
+    return upstream_reply(query.data(), query.size(), reply.data(), reply.size(), t);
+  };
+  // A fitting reply passes verbatim, whatever the case of its question (DNS 0x20).
+  auto small = to_bytes(upstream_answer(q.get(), "WHO.example.", 2).get());
+  CHECK(check(small) == small);
+  // Too large for a client without EDNS0: the question alone, TC set; over TCP, all of it.
+  auto big = to_bytes(upstream_answer(q.get(), "who.example.", 200).get());
+  REQUIRE(big.size() > 3000);
+  auto fit = check(big);
+  REQUIRE(fit);
+  CHECK(fit->size() <= 512);
+  ldns_pkt* p = nullptr;
+  REQUIRE(ldns_wire2pkt(&p, fit->data(), fit->size()) == LDNS_STATUS_OK);
+  PktPtr fp(p);
+  CHECK(ldns_pkt_tc(fp.get()));
+  CHECK(ldns_pkt_id(fp.get()) == 77);
+  CHECK(ldns_pkt_qdcount(fp.get()) == 1);
+  CHECK(ldns_pkt_ancount(fp.get()) == 0);
+  CHECK(check(big, Transport::kTcp) == big);
+  // With EDNS0 1232 the limit is the client's.
+  PktPtr q2(ldns_pkt_clone(q.get()));
+  ldns_pkt_set_edns_udp_size(q2.get(), 1232);
+  auto query2 = to_bytes(q2.get());
+  auto fit2 = upstream_reply(query2.data(), query2.size(), big.data(), big.size(), Transport::kUdp);
+  REQUIRE(fit2);
+  CHECK(fit2->size() <= 1232);
+  // Not a reply to this query: garbage with its ID, no QR, another question, another type.
+  std::vector<uint8_t> garbage = {0, 77, 0x81, 0x80, 0, 1, 0, 5, 0xff, 0xff, 0xff, 0xff, 3, 'a'};
+  CHECK(!check(garbage));
+  CHECK(!check({0, 77, 0x81}));
+  auto no_qr = upstream_answer(q.get(), "who.example.", 1);
+  ldns_pkt_set_qr(no_qr.get(), false);
+  CHECK(!check(to_bytes(no_qr.get())));
+  CHECK(!check(to_bytes(upstream_answer(q.get(), "other.example.", 1).get())));
+  auto aaaa = upstream_answer(q.get(), "who.example.", 0);
+  ldns_rr_set_type(ldns_rr_list_rr(ldns_pkt_question(aaaa.get()), 0), LDNS_RR_TYPE_AAAA);
+  CHECK(!check(to_bytes(aaaa.get())));
+  // An error may leave the question out; an answer may not.
+  auto formerr = upstream_answer(q.get(), "who.example.", 0);
+  ldns_rr_list_deep_free(ldns_pkt_question(formerr.get()));
+  ldns_pkt_set_question(formerr.get(), ldns_rr_list_new());
+  ldns_pkt_set_qdcount(formerr.get(), 0);
+  auto noerror_without_question = to_bytes(formerr.get());
+  CHECK(!check(noerror_without_question));
+  ldns_pkt_set_rcode(formerr.get(), LDNS_RCODE_FORMERR);
+  CHECK(check(to_bytes(formerr.get())));
 }

@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/files.h"
 #include "plugins/dns-sidecar/registry.h"
+#include "tests/unit/temp_dir.h"
 
 using cni::dns::AttachmentKey;
 using cni::dns::Record;
@@ -14,7 +15,7 @@ namespace {
 
 Record sample() {
   Record r;
-  r.key = {"net1", "c1", "eth0"};
+  r.key = {{"net1", "c1", "eth0"}, ""};
   r.name = "web1";
   r.hostname = "host1";
   r.aliases = {"Web", "api"};
@@ -27,14 +28,7 @@ Record sample() {
   return r;
 }
 
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/tether-dns-unit-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string path;
-};
+using tether_test::TempDir;
 
 }  // namespace
 
@@ -74,7 +68,7 @@ TEST_CASE("dns registry: the store writes, lists, loads and removes atomically")
   cni::dns::RecordStore store(dir.path);
   Record a = sample();
   Record b = sample();
-  b.key = {"net2", "c-2.x", "eth1"};
+  b.key = {{"net2", "c-2.x", "eth1"}, ""};
   store.save(a);
   store.save(b);
   // Leftovers of an interrupted atomic write and foreign files are not records.

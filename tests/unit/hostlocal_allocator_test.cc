@@ -206,6 +206,22 @@ TEST_CASE("hostlocal GC keeps valid attachments, lock, hints; cleans stale temp 
   CHECK(cni::hostlocal::collect_garbage(store, {}) == 2);
 }
 
+TEST_CASE("hostlocal GC releases a lease whose owner is not UTF-8") {
+  // Found by the hostlocal_lease fuzz target: the owner, logged as JSON, made GC throw
+  // nlohmann's type_error for every call on the network while the file stayed.
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a");
+  cni::atomic_write(c.store_dir() + "/10.5.0.5", "\xfe\xff\r\neth0", 0600);
+  {
+    LeaseStore store = LeaseStore::open(c.store_dir());
+    CHECK(cni::hostlocal::collect_garbage(store, {{"a", "eth0"}}) == 1);
+  }
+  CHECK(snapshot(c) == std::map<std::string, std::string>{{"10.5.0.2", "a\r\neth0"},
+                                                          {"last_reserved_ip.0", "10.5.0.2"},
+                                                          {"lock", ""}});
+}
+
 TEST_CASE("hostlocal ADD removes empty lease files and reuses their address") {
   TempDir d;
   Config c = config(d, kSmall);
@@ -216,6 +232,95 @@ TEST_CASE("hostlocal ADD removes empty lease files and reuses their address") {
   CHECK(snapshot(c) == std::map<std::string, std::string>{{"10.5.0.2", "a\r\neth0"},
                                                           {"last_reserved_ip.0", "10.5.0.2"},
                                                           {"lock", ""}});
+}
+
+namespace {
+
+std::string index_dir(const Config& c) { return c.data_dir + "/.tether-owners/" + c.network; }
+
+// The owner index as {entry name: inode}, and the inode of each lease file.
+std::map<std::string, ino_t> inodes(const std::string& dir) {
+  std::map<std::string, ino_t> out;
+  for (const auto& e : cni::list_dir_inodes(dir)) out[e.name] = e.ino;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("hostlocal owner index: one hard link per lease, outside the lease directory") {
+  TempDir d;
+  Config c =
+      config(d, {{"ranges", {{{{"subnet", "10.5.0.0/29"}}}, {{{"subnet", "fd00:5::/120"}}}}}});
+  add(c, "a");
+  add(c, "b", "eth1");
+  auto leases = inodes(c.store_dir());
+  CHECK(inodes(index_dir(c)) ==
+        std::map<std::string, ino_t>{{"10.5.0.2,eth0:a", leases.at("10.5.0.2")},
+                                     {"10.5.0.3,eth1:b", leases.at("10.5.0.3")},
+                                     {"fd00:5::2,eth0:a", leases.at("fd00:5::2")},
+                                     {"fd00:5::3,eth1:b", leases.at("fd00:5::3")}});
+  // The lease directory is what the reference writes, nothing more.
+  CHECK(snapshot(c).size() == 4 + 2 + 1);
+  CHECK(del(c, "a") == 2);
+  CHECK(inodes(index_dir(c)).size() == 2);
+  CHECK(del(c, "b", "eth1") == 2);
+  CHECK(inodes(index_dir(c)).empty());
+}
+
+TEST_CASE("hostlocal owner index: leases without an entry are read and adopted") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a");
+  // As the reference (or an older tether) writes them: no index entry.
+  cni::atomic_write(c.store_dir() + "/10.5.0.4", "r\r\neth0", 0600);
+  cni::atomic_write(c.store_dir() + "/10.5.0.5", "old", 0600);  // legacy: never indexed
+  std::string msg;
+  CHECK(add_error(c, "r", &msg) == cni::hostlocal::kErrDuplicateAllocation);
+  CHECK(inodes(index_dir(c)).at("10.5.0.4,eth0:r") == inodes(c.store_dir()).at("10.5.0.4"));
+  CHECK(inodes(index_dir(c)).count("10.5.0.5,eth0:old") == 0);
+  CHECK(add(c, "b") == std::vector<std::string>{"10.5.0.3/29 gw 10.5.0.1"});
+  CHECK(add(c, "e") == std::vector<std::string>{"10.5.0.6/29 gw 10.5.0.1"});  // skips .4, .5
+  CHECK(del(c, "r") == 1);
+  CHECK(del(c, "old", "eth3") == 1);
+  CHECK(inodes(index_dir(c)).count("10.5.0.4,eth0:r") == 0);
+}
+
+TEST_CASE("hostlocal owner index: an entry is trusted only while it is the lease's inode") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a");
+  // The reference releases a's lease and hands the address to x: a new file, a new inode.
+  cni::remove_file(c.store_dir() + "/10.5.0.2");
+  cni::atomic_write(c.store_dir() + "/10.5.0.2", "x\r\neth0", 0600);
+  {
+    LeaseStore store = LeaseStore::open(c.store_dir());
+    CHECK_FALSE(cni::hostlocal::holds(store, {"a", "eth0"}));
+    CHECK(cni::hostlocal::holds(store, {"x", "eth0"}));
+  }
+  CHECK(del(c, "a") == 0);
+  CHECK(inodes(index_dir(c)) ==
+        std::map<std::string, ino_t>{{"10.5.0.2,eth0:x", inodes(c.store_dir()).at("10.5.0.2")}});
+  CHECK(add(c, "a") == std::vector<std::string>{"10.5.0.3/29 gw 10.5.0.1"});
+  // A lease removed under the index's feet leaves an entry that no longer counts.
+  cni::remove_file(c.store_dir() + "/10.5.0.3");
+  CHECK(add(c, "a") == std::vector<std::string>{"10.5.0.4/29 gw 10.5.0.1"});
+  CHECK(inodes(index_dir(c)).count("10.5.0.3,eth0:a") == 0);
+  CHECK(del(c, "a") == 1);
+  CHECK(del(c, "x") == 1);
+  CHECK(inodes(index_dir(c)).empty());
+}
+
+TEST_CASE("hostlocal owner index: names that cannot be indexed are read instead") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  std::string long_id(300, 'z');
+  CHECK(
+      cni::hostlocal::index_entry_name(*cni::IpAddr::parse("10.5.0.2"), {long_id, "eth0"}).empty());
+  CHECK(cni::hostlocal::index_entry_name(*cni::IpAddr::parse("10.5.0.2"), {"a", "x:y"}).empty());
+  add(c, long_id);
+  CHECK(inodes(index_dir(c)).empty());
+  CHECK(add_error(c, long_id) == cni::hostlocal::kErrDuplicateAllocation);
+  CHECK(del(c, long_id) == 1);
 }
 
 TEST_CASE("hostlocal resolvConf parsing") {

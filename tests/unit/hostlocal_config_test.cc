@@ -1,7 +1,10 @@
 // host-local Config::parse: defaults, set order, validation (code 7 naming the key) and the
 // precedence of requested addresses (CNI_ARGS < args < runtimeConfig).
 #include <doctest/doctest.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -148,4 +151,51 @@ TEST_CASE("hostlocal config GC attachments: valid-attachments preferred, attachm
   c = parse(conf);
   REQUIRE(c.valid_attachments);
   CHECK(c.valid_attachments->empty());
+}
+
+TEST_CASE("hostlocal config cluster mode: keys, defaults and errors") {
+  char tmpl[] = "/tmp/tether-hl-cluster-XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  std::string file = std::string(tmpl) + "/cluster.json";
+  {
+    std::ofstream(file) << R"({"etcd":["http://10.0.0.1:2379"],"node":"n1","address":"10.0.0.5"})";
+  }
+  json ipam = {{"type", "host-local"}, {"subnet", "10.32.0.0/12"}, {"cluster", file}};
+  Config c = parse({{"ipam", ipam}});
+  REQUIRE(c.cluster);
+  CHECK(c.cluster->node == "n1");
+  CHECK(c.block_size == 24);
+  CHECK(!c.release_empty_blocks);
+  CHECK(!parse({{"ipam", kIpam}}).cluster);  // no key: no cluster, whatever is on disk
+
+  json j = ipam;
+  j["blockSize"] = 26;
+  j["releaseEmptyBlocks"] = true;
+  c = parse({{"ipam", j}});
+  CHECK(c.block_size == 26);
+  CHECK(c.release_empty_blocks);
+
+  j = ipam;
+  j["blockSize"] = 11;
+  CHECK(error_of({{"ipam", j}}).find("ipam.blockSize") != std::string::npos);
+  j["blockSize"] = 31;
+  CHECK(error_of({{"ipam", j}}).find("ipam.blockSize") != std::string::npos);
+  j["blockSize"] = "24";
+  CHECK(error_of({{"ipam", j}}).find("ipam.blockSize") != std::string::npos);
+  j = ipam;
+  j["gateway"] = "10.32.0.1";
+  CHECK(error_of({{"ipam", j}}).find("7 | ") == 0);
+  j = {{"type", "host-local"},
+       {"cluster", file},
+       {"ranges", {{{{"subnet", "10.32.0.0/12"}}, {{"subnet", "10.64.0.0/12"}}}}}};
+  CHECK(error_of({{"ipam", j}}).find("ipam.ranges[0]") != std::string::npos);
+  j = {{"type", "host-local"},
+       {"cluster", file},
+       {"ranges", {{{{"subnet", "10.32.0.0/12"}, {"rangeStart", "10.32.0.10"}}}}}};
+  CHECK(error_of({{"ipam", j}}).find("ipam.ranges[0][0]") != std::string::npos);
+  j = ipam;
+  j["cluster"] = std::string(tmpl) + "/missing.json";
+  CHECK(error_of({{"ipam", j}}).find("ipam.cluster") != std::string::npos);
+  std::string cmd = "rm -rf " + std::string(tmpl);
+  CHECK(std::system(cmd.c_str()) == 0);
 }

@@ -81,3 +81,51 @@ TEST_CASE("netconf: shared fields") {
   CHECK(bare.ipam_type().empty());
   CHECK_FALSE(bare.prev_result);
 }
+
+TEST_CASE("netconf: printable keeps UTF-8, escapes the rest, and bounds the size") {
+  CHECK(cni::printable("plain") == "plain");
+  CHECK(cni::printable("caf\xc3\xa9") == "caf\xc3\xa9");
+  CHECK(cni::printable("\xff") == "\\xff");
+  CHECK(cni::printable("\xc3") == "\\xc3");                             // truncated sequence
+  CHECK(cni::printable("\xc0\x80") == "\\xc0\\x80");                    // overlong NUL
+  CHECK(cni::printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");           // surrogate
+  CHECK(cni::printable("\xf4\x90\x80\x80") == "\\xf4\\x90\\x80\\x80");  // above U+10FFFF
+  CHECK(cni::valid_utf8("\xf0\x9f\x98\x80"));
+  CHECK_FALSE(cni::valid_utf8("\xf0\x9f\x98"));
+  std::string big(1 << 20, 'a');
+  auto p = cni::printable(big, 100);
+  CHECK(p.size() < 130);
+  CHECK(p.find("1048576 bytes") != std::string::npos);
+  // Every Error's text is printable, whatever it was built from.
+  cni::Error e(7, "m\xff", "d\xfe");
+  CHECK(e.msg() == "m\\xff");
+  CHECK(e.details() == "d\\xfe");
+  CHECK(cni::json{{"m", e.what()}}.dump().size() > 0);
+}
+
+TEST_CASE("netconf: json_depth counts nesting outside strings") {
+  CHECK(cni::json_depth("1") == 0);
+  CHECK(cni::json_depth("[]") == 1);
+  CHECK(cni::json_depth(R"({"a":[{"b":[]}]})") == 4);
+  CHECK(cni::json_depth(R"(["[[[", "\"[[["])") == 1);
+  CHECK(cni::json_depth(std::string(100000, '[')) == cni::kMaxJsonDepth + 1);  // stops early
+  CHECK(code_of([] { cni::parse_untrusted(std::string(65, '[') + std::string(65, ']'), 6); }) == 6);
+  CHECK(cni::parse_untrusted("[1", 6).is_discarded());
+  // parse_bounded: too deep is the same as not JSON, for readers of files and sockets.
+  CHECK(cni::parse_bounded(std::string(65, '[') + std::string(65, ']')).is_discarded());
+  CHECK(cni::parse_bounded(std::string(100000, '{')).is_discarded());
+  CHECK(cni::parse_bounded("[1").is_discarded());
+  CHECK(cni::parse_bounded(std::string(64, '[') + std::string(64, ']')).is_array());
+}
+
+TEST_CASE("netconf: a wrong-typed huge value is quoted in a short excerpt") {
+  json j = {{"name", json::array()}};
+  for (int i = 0; i < 100000; ++i) j["name"].push_back(i);
+  try {
+    cni::get_string(j, "name");
+    FAIL("no throw");
+  } catch (const cni::Error& e) {
+    CHECK(e.details().size() < 300);
+    CHECK(e.details().find("100000 elements") != std::string::npos);
+  }
+}

@@ -173,13 +173,25 @@ TEST_CASE("portmap state: JSON round trip") {
   CHECK(back.table == "tether-portmap");
   CHECK(back.groups == s.groups);
   CHECK(back.udp == s.udp);
-  CHECK(cni::portmap::state_path("/run/x", s.attachment) == "/run/x/net/cid@eth0.json");
+  CHECK(cni::portmap::state_store("/run/x").path(s.attachment) == "/run/x/net/cid:eth0.json");
   try {
     cni::portmap::State::from_json(json::parse(R"({"network":"n"})"), "/p");
     FAIL("accepted");
   } catch (const cni::Error& e) {
     CHECK(e.code() == cni::kErrIo);
     CHECK(e.msg().find("/p") != std::string::npos);
+  }
+  // Numbers out of their field's range, of the wrong kind, or missing: corrupt, never truncated
+  // (a port of 65589 read back as 53 would flush the wrong conntrack entries).
+  for (const char* bad :
+       {R"({"family":4,"port":65589,"count":1})", R"({"family":4,"port":-1,"count":1})",
+        R"({"family":4,"port":53.5,"count":1})", R"({"family":5,"port":53,"count":1})",
+        R"({"family":4,"port":"53","count":1})", R"({"family":4,"port":53,"count":0})",
+        R"({"family":4,"count":1})", R"(7)"}) {
+    CAPTURE(bad);
+    json broken = j;
+    broken["udp"] = json::array({json::parse(bad)});
+    CHECK_THROWS_AS(cni::portmap::State::from_json(broken, "/p"), cni::Error);
   }
 }
 

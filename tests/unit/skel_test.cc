@@ -310,3 +310,80 @@ TEST_CASE("skel: a plugin's printer writes ADD's stdout; errors stay the error J
   CHECK(r.rc == 1);
   CHECK(r.json()["code"] == 1);
 }
+
+TEST_CASE("skel: outside bytes that are not UTF-8 reach the error JSON escaped, never abort") {
+  // Each of these aborted the process: nlohmann's dump() threw type_error 316 from inside the
+  // catch block that prints the error.
+  Fixture f;
+  f.env["CNI_CONTAINERID"] = "\xff\xfe";
+  auto r = f.run();
+  expect_error(r, 4, "invalid characters in containerID");
+  CHECK(r.json()["details"] == "\\xff\\xfe");
+
+  f = Fixture{};
+  f.env["CNI_COMMAND"] = "AD\xc3";
+  r = f.run();
+  expect_error(r, 4, "unknown CNI_COMMAND: AD\\xc3");
+
+  f = Fixture{};
+  f.env["CNI_ARGS"] = "a\xff";
+  expect_error(f.run(), 4, "invalid pair \"a\\xff\"");
+
+  f = Fixture{};
+  f.env["CNI_IFNAME"] = "e\xe2\x82";
+  expect_error(f.run(), 4, "not valid UTF-8");
+  f = Fixture{};
+  f.env["CNI_NETNS"] = "/run/netns/\xff";
+  expect_error(f.run(), 4, "CNI_NETNS is not valid UTF-8");
+
+  // A verb's own message with a bad byte (a config value cut in the middle of a character).
+  f = Fixture{};
+  cni::Verbs v = f.verbs();
+  v.add = [](const cni::CmdArgs&) -> cni::Result {
+    throw cni::Error(cni::kErrInvalidConfig, "bad name", std::string("caf\xc3"));
+  };
+  r = f.run(v);
+  expect_error(r, 7, "caf\\xc3");
+  v.add = [](const cni::CmdArgs&) -> cni::Result { throw std::runtime_error("raw \x80 byte"); };
+  expect_error(f.run(v), 999, "raw \\x80 byte");
+  v.add = [](const cni::CmdArgs&) -> cni::Result { throw 42; };
+  expect_error(f.run(v), 999, "internal error");
+}
+
+TEST_CASE("skel: network names and container IDs longer than a file name can be are refused") {
+  Fixture f;
+  f.stdin_data = R"({"cniVersion":"1.1.0","type":"t","name":")" + std::string(1 << 20, 'a') + "\"}";
+  expect_error(f.run(), 7, "network name is too long");
+  f = Fixture{};
+  f.env["CNI_CONTAINERID"] = std::string(201, 'c');
+  expect_error(f.run(), 4, "containerID is too long");
+  f.env["CNI_CONTAINERID"] = std::string(200, 'c');
+  CHECK(f.run().rc == 0);
+}
+
+TEST_CASE("skel: an error code is never zero or negative") {
+  Fixture f;
+  cni::Verbs v = f.verbs();
+  v.add = [](const cni::CmdArgs&) -> cni::Result { throw cni::Error(-1, "from a helper"); };
+  expect_error(f.run(v), 999, "from a helper");
+}
+
+TEST_CASE("skel: a config nested deeper than the limit is error 7 before anything recurses") {
+  Fixture f;
+  // 10,000 levels overflowed the stack in dump() (an error message quotes the value) and in the
+  // recursive copy of "ipam"/"args".
+  for (const char* key : {"args", "ipam", "x"}) {
+    f.stdin_data = std::string(R"({"cniVersion":"1.1.0","name":"n","type":"t",")") + key +
+                   "\":" + std::string(10000, '[') + std::string(10000, ']') + "}";
+    expect_error(f.run(), 7, "nested too deeply");
+  }
+  // Exactly at the limit is fine (the config object itself is level 1).
+  f.stdin_data = R"({"cniVersion":"1.1.0","name":"n","type":"t","x":)" +
+                 std::string(cni::kMaxJsonDepth - 1, '[') +
+                 std::string(cni::kMaxJsonDepth - 1, ']') + "}";
+  CHECK(f.run().rc == 0);
+  // Brackets inside strings do not count; escaped quotes do not end a string.
+  f.stdin_data =
+      R"({"cniVersion":"1.1.0","name":"n","type":"t","x":"\"[[[[)" + std::string(100, '[') + "\"}";
+  CHECK(f.run().rc == 0);
+}

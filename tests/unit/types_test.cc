@@ -85,6 +85,12 @@ TEST_CASE("types: malformed results are decode errors naming the field") {
       R"({"routes":[{"dst":"0.0.0.0/0","mtu":"x"}]})",
       R"({"dns":{"search":[1]}})",
       R"({"ips":{}})",
+      // The spec's one required interface member; portmap and dns-sidecar printed these back.
+      R"({"interfaces":[{"mac":"aa:bb:cc:dd:ee:ff"}]})",
+      R"({"interfaces":[{"name":""}]})",
+      // get<int>() wrapped 2^32 to 0, which then passed the range check.
+      R"({"interfaces":[{"name":"a"}],"ips":[{"address":"10.0.0.1/24","interface":4294967296}]})",
+      R"({"routes":[{"dst":"0.0.0.0/0","mtu":-9999999999}]})",
   };
   for (const char* text : bad) {
     CAPTURE(text);
@@ -100,6 +106,9 @@ TEST_CASE("types: malformed results are decode errors naming the field") {
 TEST_CASE("types: version comparison") {
   CHECK(cni::compare_versions("0.4.0", "1.0.0") < 0);
   CHECK(cni::compare_versions("1.1.0", "1.0.0") > 0);
+  // Components longer than any integer saturate (no overflow: the sanitizer build runs this).
+  CHECK(cni::compare_versions("1.0.99999999999999999999999999", "1.0.1") > 0);
+  CHECK(cni::compare_versions("99999999999999999999999999.0", "99999999999999999999999999.0") == 0);
   CHECK(cni::compare_versions("1.0", "1.0.0") == 0);
   CHECK(cni::compare_versions("0.10.0", "0.9.0") > 0);
   CHECK(cni::is_supported_version("0.3.0"));

@@ -1,0 +1,88 @@
+// host-local's lease directory as another writer (an older version, the reference plugin, a
+// crash, a hand) may have left it: the input is its files, parts separated by "\n%%\n", each
+// "<name>\n<content>". A name starting with "+" is an owner-index entry (".tether-owners"),
+// hard-linked to the lease file its name starts with. Then what ADD, DEL, CHECK and GC do with
+// it: scan with repair, the last-reserved hints, allocate, holds, release, collect_garbage.
+#include <unistd.h>
+
+#include <set>
+
+#include "common/error.h"
+#include "common/files.h"
+#include "plugins/ipam-host-local/allocator.h"
+#include "plugins/ipam-host-local/config.h"
+#include "plugins/ipam-host-local/lease_store.h"
+#include "tests/fuzz/fuzz.h"
+
+namespace {
+
+using cni::hostlocal::Attachment;
+
+const cni::hostlocal::Config& config() {
+  static const cni::hostlocal::Config c = [] {
+    auto conf = cni::NetConf::parse(R"({"cniVersion": "1.1.0", "name": "fuzznet",
+      "type": "bridge", "ipam": {"type": "host-local", "ranges": [
+        [{"subnet": "10.1.0.0/28"}],
+        [{"subnet": "fd00::/124", "rangeStart": "fd00::4"}]]}})");
+    return cni::hostlocal::Config::parse(conf, cni::CniArgs::parse(""));
+  }();
+  return c;
+}
+
+bool safe_name(std::string_view n) {
+  return !n.empty() && n.size() <= 200 && n != "." && n != ".." && n != "lock" &&
+         n.find('/') == std::string_view::npos && n.find('\0') == std::string_view::npos;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  tether_fuzz::quiet();
+  static tether_fuzz::Scratch scratch;
+  scratch.clear();
+  const std::string dir = scratch.path() + "/fuzznet";
+  const std::string index = scratch.path() + "/.tether-owners/fuzznet";
+  cni::ensure_dir(dir, 0755);
+  cni::ensure_dir(index, 0755);
+  for (auto part : tether_fuzz::split_parts(tether_fuzz::as_text(data, size))) {
+    auto [name, content] = tether_fuzz::first_line(part);
+    if (!name.empty() && name[0] == '+') {
+      name.remove_prefix(1);
+      if (!safe_name(name)) continue;
+      std::string file(name.substr(0, name.find(',')));
+      if (!safe_name(file)) continue;
+      (void)::link((dir + "/" + file).c_str(), (index + "/" + std::string(name)).c_str());
+      continue;
+    }
+    if (!safe_name(name)) continue;
+    try {
+      cni::atomic_write(dir + "/" + std::string(name), content, 0600);
+    } catch (const cni::Error&) {
+    }
+  }
+  const Attachment who{"fuzz-container", "eth0"};
+  auto store = cni::hostlocal::LeaseStore::open(dir);
+  std::set<cni::IpAddr> others;
+  for (const auto& l : store.scan(true)) {
+    // An empty lease file is what a writer killed between create and write leaves: no one's,
+    // and ADD removes it and may take its address (allocator.cc live_leases).
+    if (!l.held_by(who) && !l.owner.empty()) others.insert(l.ip);
+  }
+  (void)store.leases();
+  (void)store.leased_addresses();
+  for (size_t i = 0; i < 3; ++i) (void)store.last_reserved(i);
+  try {
+    auto ips = cni::hostlocal::allocate(store, config(), who);
+    tether_fuzz::require(cni::hostlocal::holds(store, who), "allocate, then holds");
+    for (const auto& ip : ips) {
+      tether_fuzz::require(!others.count(ip.address.addr()), "allocate takes no one's address",
+                           ip.address.str());
+    }
+  } catch (const cni::Error& e) {
+    tether_fuzz::require(e.code() > 0, "allocate error code", e.what());
+  }
+  (void)cni::hostlocal::release(store, who);
+  tether_fuzz::require(!cni::hostlocal::holds(store, who), "release, then holds no more");
+  (void)cni::hostlocal::collect_garbage(store, {Attachment{"c1", "eth0"}});
+  return 0;
+}
