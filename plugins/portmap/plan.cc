@@ -36,6 +36,8 @@ Group publish(const Config& config, const PortMapping& m, Proto proto, const Fam
       f.v6 ? (wildcard ? kDnat6Any : kDnat6Ip) : (wildcard ? kDnat4Any : kDnat4Ip);
   const char* allow_set =
       f.v6 ? (wildcard ? kAllow6Any : kAllow6Ip) : (wildcard ? kAllow4Any : kAllow4Ip);
+  const char* restrict_set =
+      f.v6 ? (wildcard ? kRestrict6Any : kRestrict6Ip) : (wildcard ? kRestrict4Any : kRestrict4Ip);
   const uint8_t p = static_cast<uint8_t>(proto);
   const nft::Bytes ctr = nft::addr(f.container.addr());
 
@@ -60,19 +62,18 @@ Group publish(const Config& config, const PortMapping& m, Proto proto, const Fam
     g.keys.push_back({dnat_set, std::move(e)});
   }
 
-  // Sources: the mapping's own list, else the plugin's; none at all means everyone. A restricted
-  // port with no source of this family is closed to that family.
+  // Sources: the mapping's own list, else the plugin's; none at all means everyone, and then the
+  // port has no element in the restrict and allow sets. A restricted port with no source of this
+  // family is closed to that family.
   const std::vector<Prefix>& listed =
       m.source_ranges.empty() ? config.allowed_sources : m.source_ranges;
+  if (listed.empty()) return g;
+  for (const SetElement& k : g.keys) g.members.push_back({restrict_set, {k.element.key, {}}});
   std::vector<Prefix> sources;
-  if (listed.empty()) {
-    sources.push_back(everything(f.v6));
-  } else {
-    for (const Prefix& s : listed) {
-      if (s.addr().is_v4() != f.v6) sources.push_back(s);
-    }
-    sources = disjoint(std::move(sources));
+  for (const Prefix& s : listed) {
+    if (s.addr().is_v4() != f.v6) sources.push_back(s);
   }
+  sources = disjoint(std::move(sources));
   const uint16_t last_port = static_cast<uint16_t>(m.host_port + m.range - 1);
   for (const Prefix& s : sources) {
     std::vector<nft::Bytes> from = key_fields(m.host_port);
@@ -88,11 +89,9 @@ Group publish(const Config& config, const PortMapping& m, Proto proto, const Fam
 }
 
 SetElement masq_element(const FamilyPlan& f, const Prefix& sources) {
-  const nft::Bytes ctr = nft::addr(f.container.addr());
   nft::Element e;
-  e.key = nft::concat({ctr, nft::addr(sources.first())});
-  e.key_end = nft::concat({ctr, nft::addr(sources.last())});
-  return {f.v6 ? kMasq6 : kMasq4, std::move(e)};
+  e.key = nft::concat({nft::addr(f.container.addr()), nft::addr(sources.first())});
+  return {masq_set(f.v6, sources.len()), std::move(e)};
 }
 
 // Hairpin (a container of the subnet reaching a published port through a host address) and
@@ -113,6 +112,24 @@ Group masquerade(const Config& config, const FamilyPlan& f) {
 }
 
 }  // namespace
+
+std::string masq_set(bool v6, int prefix_len) {
+  return (v6 ? "masq6_" : "masq4_") + std::to_string(prefix_len);
+}
+
+std::optional<int> masq_set_len(const std::string& set, bool* v6) {
+  const bool six = set.rfind("masq6_", 0) == 0;
+  if (!six && set.rfind("masq4_", 0) != 0) return std::nullopt;
+  const std::string digits = set.substr(6);
+  if (digits.empty() || digits.size() > 3 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  const int len = std::stoi(digits);
+  if (len > (six ? 128 : 32) || std::to_string(len) != digits) return std::nullopt;
+  if (v6) *v6 = six;
+  return len;
+}
 
 std::vector<Prefix> disjoint(std::vector<Prefix> prefixes) {
   for (Prefix& p : prefixes) p = p.network();

@@ -18,12 +18,24 @@ inline constexpr const char* kDnat4Ip = "dnat4_ip";    // ip daddr . l4proto . d
 inline constexpr const char* kDnat4Any = "dnat4_any";  // l4proto . dport : ip . port
 inline constexpr const char* kDnat6Ip = "dnat6_ip";
 inline constexpr const char* kDnat6Any = "dnat6_any";
+// Only the ports that admit some sources alone have elements in these: the keys of the DNAT map
+// (restrict*, exact) and, per key range, the sources admitted (allow*, intervals).
+inline constexpr const char* kRestrict4Ip = "restrict4_ip";    // as dnat4_ip's key
+inline constexpr const char* kRestrict4Any = "restrict4_any";  // as dnat4_any's key
+inline constexpr const char* kRestrict6Ip = "restrict6_ip";
+inline constexpr const char* kRestrict6Any = "restrict6_any";
 inline constexpr const char* kAllow4Ip = "allow4_ip";    // daddr . l4proto . dport . saddr, ranges
 inline constexpr const char* kAllow4Any = "allow4_any";  // l4proto . dport . saddr, ranges
 inline constexpr const char* kAllow6Ip = "allow6_ip";
 inline constexpr const char* kAllow6Any = "allow6_any";
-inline constexpr const char* kMasq4 = "masq4";  // daddr (the container) . saddr range
-inline constexpr const char* kMasq6 = "masq6";
+
+// The masquerade set of one source prefix length: "masq4_24" holds `container . source network`
+// for the sources of a /24 (the container's subnet, 127.0.0.0/8, or /0 for masqAll), exact keys
+// that the kernel finds by hash, each set with its one rule that masks the source to that length
+// (made when a plan first names the set).
+std::string masq_set(bool v6, int prefix_len);
+// The prefix length of a masq_set() name; nullopt for any other name.
+std::optional<int> masq_set_len(const std::string& set, bool* v6 = nullptr);
 
 struct SetElement {
   std::string set;

@@ -28,7 +28,7 @@ constexpr const char* kHostports = "hostports";
 constexpr const char* kPrerouting = "prerouting";
 constexpr const char* kOutput = "output";
 constexpr const char* kPostrouting = "postrouting";
-constexpr const char* kTagPrefix = "tether-portmap layout 1";
+constexpr const char* kTagPrefix = "tether-portmap layout 2";
 
 // Per-family constants of the layout.
 struct Fam {
@@ -46,7 +46,9 @@ struct Fam {
   const char* allow(bool by_ip) const {
     return v6 ? (by_ip ? kAllow6Ip : kAllow6Any) : (by_ip ? kAllow4Ip : kAllow4Any);
   }
-  const char* masq() const { return v6 ? kMasq6 : kMasq4; }
+  const char* restrict(bool by_ip) const {
+    return v6 ? (by_ip ? kRestrict6Ip : kRestrict6Any) : (by_ip ? kRestrict4Ip : kRestrict4Any);
+  }
 };
 
 std::vector<nft::SetSpec> set_specs() {
@@ -58,11 +60,12 @@ std::vector<nft::SetSpec> set_specs() {
     const nft::DataType a = f.addr_type();
     out.push_back({f.dnat(true), {a, kTypeInetProto, kTypeInetService}, {a, kTypeInetService}});
     out.push_back({f.dnat(false), {kTypeInetProto, kTypeInetService}, {a, kTypeInetService}});
+    out.push_back({f.restrict(true), {a, kTypeInetProto, kTypeInetService}});
+    out.push_back({f.restrict(false), {kTypeInetProto, kTypeInetService}});
     out.push_back(
         {f.allow(true), {a, kTypeInetProto, kTypeInetService, a}, {}, false, NFT_SET_INTERVAL});
     out.push_back(
         {f.allow(false), {kTypeInetProto, kTypeInetService, a}, {}, false, NFT_SET_INTERVAL});
-    out.push_back({f.masq(), {a, a}, {}, false, NFT_SET_INTERVAL});
   }
   return out;
 }
@@ -82,12 +85,12 @@ uint32_t load_port_key(nft::Rule& r, const Fam& f, bool by_ip) {
 
 void add_hostport_rules(nft::NftTransaction& tx, const std::string& table, const Fam& f,
                         bool by_ip) {
-  // A published port restricted to some sources: drop the others. Only packets whose key is in
-  // the DNAT map get here, so nothing but traffic to our published ports can be dropped.
+  // A published port restricted to some sources: drop the others. Only keys of restricted ports
+  // are in the restrict set, so nothing but traffic to our published ports can be dropped.
   nft::Rule filter(kInet, table, kHostports);
   filter.nfproto(f.nfproto());
   uint32_t w = load_port_key(filter, f, by_ip);
-  filter.lookup(f.dnat(by_ip), reg32(0));
+  filter.lookup(f.restrict(by_ip), reg32(0));
   filter.payload(NFT_PAYLOAD_NETWORK_HEADER, f.saddr_offset(), f.addr_len(), reg32(w));
   filter.lookup(f.allow(by_ip), reg32(0), std::nullopt, /*invert=*/true);
   filter.counter().verdict(nft::Verdict::drop());
@@ -138,21 +141,53 @@ void add_jump_rules(nft::NftTransaction& tx, const Config& config, const char* c
   }
 }
 
-// ct status dnat <daddr> . <saddr> @masq masquerade: only connections DNATed to a container
-// whose entry lists the source (its subnet, 127/8, or everything with masqAll).
-void add_masquerade_rules(nft::NftTransaction& tx, const std::string& table) {
-  for (bool v6 : {false, true}) {
-    const Fam f{v6};
-    nft::Rule r(kInet, table, kPostrouting);
-    r.nfproto(f.nfproto());
-    r.ct(NFT_CT_STATUS)
-        .bitwise(nft::host32(IPS_DST_NAT), nft::host32(0))
-        .cmp(NFT_CMP_NEQ, nft::host32(0));
-    r.payload(NFT_PAYLOAD_NETWORK_HEADER, f.daddr_offset(), f.addr_len(), reg32(0));
-    r.payload(NFT_PAYLOAD_NETWORK_HEADER, f.saddr_offset(), f.addr_len(), reg32(f.addr_words()));
-    r.lookup(f.masq(), reg32(0));
-    r.masquerade();
-    tx.add_rule(r);
+// One masquerade set and its rule, for the sources of one prefix length:
+// ct status dnat <daddr> . (<saddr> & <mask>) @masq<4|6>_<len> masquerade, i.e. only connections
+// DNATed to a container whose entry lists the source's network (its subnet, 127/8, or /0 with
+// masqAll). Exact keys: the kernel keeps the set in a hash, whose cost per call does not grow
+// with the containers in it, as an interval set's does (bench/findings.md, 6).
+void queue_masq_set(nft::NftTransaction& tx, const std::string& table, const std::string& set,
+                    bool v6, int len) {
+  const Fam f{v6};
+  tx.add_set(kInet, table, {set, {f.addr_type(), f.addr_type()}});
+  nft::Rule r(kInet, table, kPostrouting);
+  r.nfproto(f.nfproto());
+  r.ct(NFT_CT_STATUS)
+      .bitwise(nft::host32(IPS_DST_NAT), nft::host32(0))
+      .cmp(NFT_CMP_NEQ, nft::host32(0));
+  const uint32_t saddr = reg32(f.addr_words());
+  r.payload(NFT_PAYLOAD_NETWORK_HEADER, f.daddr_offset(), f.addr_len(), reg32(0));
+  r.payload(NFT_PAYLOAD_NETWORK_HEADER, f.saddr_offset(), f.addr_len(), saddr);
+  if (len < static_cast<int>(f.addr_len()) * 8) {
+    nft::Bytes mask(f.addr_len(), 0);
+    for (int bit = 0; bit < len; ++bit) mask[bit / 8] |= static_cast<uint8_t>(0x80 >> (bit % 8));
+    r.bitwise(mask, nft::Bytes(f.addr_len(), 0), saddr, saddr);
+  }
+  r.lookup(set, reg32(0));
+  r.masquerade();
+  r.comment(set);
+  tx.add_rule(r);
+}
+
+// The masquerade sets the plan names that the table lacks, with their rules.
+void queue_masq_sets(nft::NftTransaction& tx, const std::string& table, const Plan& plan) {
+  std::set<std::string> wanted;
+  for (const Group& g : plan.groups) {
+    for (const auto* list : {&g.keys, &g.members}) {
+      for (const SetElement& e : *list) {
+        if (masq_set_len(e.set)) wanted.insert(e.set);
+      }
+    }
+  }
+  if (wanted.empty()) return;
+  for (const nft::RuleInfo& r :
+       tx.list_rules(kInet, table, kPostrouting).value_or(std::vector<nft::RuleInfo>{})) {
+    wanted.erase(r.comment);
+  }
+  for (const std::string& set : wanted) {
+    bool v6 = false;
+    const int len = *masq_set_len(set, &v6);
+    queue_masq_set(tx, table, set, v6, len);
   }
 }
 
@@ -312,9 +347,9 @@ void queue_layout(nft::NftTransaction& tx, const Config& config) {
   tx.add_chain(kInet, t, {kPrerouting, nft::Hook{NF_INET_PRE_ROUTING, -100, "nat", std::nullopt}});
   tx.add_chain(kInet, t, {kOutput, nft::Hook{NF_INET_LOCAL_OUT, -100, "nat", std::nullopt}});
   tx.add_chain(kInet, t, {kPostrouting, nft::Hook{NF_INET_POST_ROUTING, 100, "nat", std::nullopt}});
-  for (const char* chain : {kHostports, kPrerouting, kOutput, kPostrouting}) {
-    tx.flush_chain(kInet, t, chain);
-  }
+  // postrouting is not flushed: it holds one rule per masquerade set, made with the set
+  // (queue_masq_sets), which the sets' elements keep needing.
+  for (const char* chain : {kHostports, kPrerouting, kOutput}) tx.flush_chain(kInet, t, chain);
   // Host-address keys first: a mapping on one address wins over a wildcard on the same port.
   for (bool v6 : {false, true}) {
     add_hostport_rules(tx, t, Fam{v6}, /*by_ip=*/true);
@@ -323,7 +358,6 @@ void queue_layout(nft::NftTransaction& tx, const Config& config) {
   const std::string tag = layout_tag(config);
   add_jump_rules(tx, config, kPrerouting, /*output=*/false, tag);
   add_jump_rules(tx, config, kOutput, /*output=*/true, tag);
-  add_masquerade_rules(tx, t);
 }
 
 namespace {
@@ -348,6 +382,7 @@ State covering(const State& next, const std::optional<State>& old) {
 void queue_publish(nft::NftTransaction& tx, const Config& config, const Plan& plan,
                    const std::optional<State>& old) {
   prepare_layout(tx, config);
+  queue_masq_sets(tx, config.table, plan);
   // A repeated ADD of this attachment replaces its own elements in the same batch.
   std::set<std::pair<std::string, nft::Bytes>> releasing;
   if (old) {

@@ -10,6 +10,7 @@ An echo server in each container answers "<label> <peer address>" on its TCP and
 test sees both that the packet arrived and which source address it arrived with (masquerade).
 Only the test subnets are routed; the host's own routes and tables are never touched.
 """
+import ipaddress
 import json
 import os
 import subprocess
@@ -353,8 +354,42 @@ def test_snat_false_keeps_neighbour_source(topo):
     c1 = topo.add([pm(18083, 80)], snat=False)
     c1.serve("tcp:80")
     assert topo.reach("tcp", OUT_HOST4, 18083, topo.outside) == f"{c1.cid}:80 {OUT_ALLOWED4}"
-    masq = elements(topo.table)
-    assert masq["masq4"] == [] and masq["masq6"] == []
+    assert masq_entries(topo.table, c1.ip4) == [] and masq_entries(topo.table, c1.ip6) == []
+
+
+def masq_entries(table, ip):
+    """(set, source network) of every masquerade element of container `ip`."""
+    out = []
+    for name, elems in elements(table).items():
+        if name.startswith(("masq4_", "masq6_")):
+            for e in elems:
+                key = e.get("elem", {}).get("val", e) if isinstance(e, dict) else e
+                if key["concat"][0] == ip:
+                    out.append((name, key["concat"][1]))
+    return sorted(out)
+
+
+def test_masquerade_and_unrestricted_ports_use_exact_keys(topo):
+    """An ADD with snat on puts `container . source network` in one hash set per prefix length
+    (its subnet's, and /8 for localhost): no interval set, which the kernel's cost grows with the
+    containers in it. An unrestricted port adds nothing to the restrict and allow sets."""
+    before = {n: len(v) for n, v in elements(topo.table).items()}
+    c = topo.add([pm(18098, 80)])
+    net4 = ipaddress.ip_network(SUBNET4)
+    net6 = ipaddress.ip_network(SUBNET6)
+    assert masq_entries(topo.table, c.ip4) == sorted(
+        [(f"masq4_{net4.prefixlen}", str(net4.network_address)), ("masq4_8", "127.0.0.0")])
+    assert masq_entries(topo.table, c.ip6) == [
+        (f"masq6_{net6.prefixlen}", str(net6.network_address))]
+    sets = {o["set"]["name"]: o["set"] for o in nft_json("table", "inet", topo.table)
+            if "set" in o}
+    for name in (f"masq4_{net4.prefixlen}", "masq4_8", f"masq6_{net6.prefixlen}"):
+        assert "interval" not in sets[name].get("flags", []), sets[name]
+    after = {n: len(v) for n, v in elements(topo.table).items()}
+    for name in ("restrict4_any", "restrict6_any", "allow4_any", "allow6_any"):
+        assert after.get(name, 0) == before.get(name, 0), name
+    topo.delete(c)
+    assert masq_entries(topo.table, c.ip4) == [] and masq_entries(topo.table, c.ip6) == []
 
 
 def test_range(topo):
@@ -572,6 +607,28 @@ def test_config_errors(topo, extra, code, text):
                      env={"CNI_NETNS_OVERRIDE": "1"})
     assert res.code == code and text in res.stdout, res
     assert not table_exists(topo.table)
+
+
+def test_earlier_layout_is_refused(topo):
+    """A table that tether's layout 1 (interval sets everywhere) made is refused with code 7,
+    and nothing is added to it or left in the state dir."""
+    table = topo.table + "-l1"
+    conf = portmap_conf(topo, None, nftTable=table)
+    conf["runtimeConfig"] = {"portMappings": [pm(18114, 80)]}
+    conf["prevResult"] = {"cniVersion": "1.0.0", "ips": [{"address": "10.9.9.9/24"}]}
+    subprocess.run(["nft", "-f", "-"], check=True, text=True, input=(
+        f"table inet {table} {{\n chain prerouting {{\n type nat hook prerouting priority -100\n"
+        f' counter comment "tether-portmap layout 1"\n }}\n}}\n'))
+    state = Path(conf["stateDir"])
+    files = lambda: sorted(p.name for p in state.rglob("*") if p.is_file() and p.name != "lock")
+    try:
+        before = (nft_json("table", "inet", table), files())
+        res = run_plugin("portmap", "ADD", conf, containerid="l1", netns="/proc/self/ns/net",
+                         env={"CNI_NETNS_OVERRIDE": "1"})
+        assert res.code == 7 and "nftTable" in res.json["details"], res
+        assert (nft_json("table", "inet", table), files()) == before
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=False)
 
 
 def test_conditions(topo):

@@ -40,7 +40,7 @@ const Group* find(const Plan& p, const std::string& set) {
 TEST_CASE("portmap plan: a wildcard tcp port, both families") {
   Plan p = make_plan(parse("", R"({"hostPort":8080,"containerPort":80})"),
                      addrs("10.1.0.5/24", "fd00::5/64"));
-  // dnat4_any, dnat6_any, masq4, masq6.
+  // dnat4_any, dnat6_any, masq4_24, masq6_64.
   REQUIRE(p.groups.size() == 4);
   const Group* g = find(p, "dnat4_any");
   REQUIRE(g);
@@ -50,21 +50,20 @@ TEST_CASE("portmap plan: a wildcard tcp port, both families") {
   // meta l4proto . th dport : ip . port, each field in its own 32-bit register.
   CHECK(g->keys[0].element.key == Bytes{6, 0, 0, 0, 0x1f, 0x90, 0, 0});
   CHECK(g->keys[0].element.data == Bytes{10, 1, 0, 5, 0, 80, 0, 0});
-  // Unrestricted: every IPv4 source.
-  REQUIRE(g->members.size() == 1);
-  CHECK(g->members[0].set == "allow4_any");
-  CHECK(g->members[0].element.key == Bytes{6, 0, 0, 0, 0x1f, 0x90, 0, 0, 0, 0, 0, 0});
-  CHECK(g->members[0].element.key_end == Bytes{6, 0, 0, 0, 0x1f, 0x90, 0, 0, 255, 255, 255, 255});
-  const Group* m = find(p, "masq4");
+  // Unrestricted: nothing in the restrict and allow sets.
+  CHECK(g->members.empty());
+  const Group* m = find(p, "masq4_24");
   REQUIRE(m);
   CHECK_FALSE(m->exclusive);
-  // container . its subnet, and container . 127.0.0.0/8 for localhost.
+  // container . its subnet's network, and container . 127.0.0.0 (in the /8 set) for localhost:
+  // exact keys, no interval.
   CHECK(m->keys[0].element.key == Bytes{10, 1, 0, 5, 10, 1, 0, 0});
-  CHECK(m->keys[0].element.key_end == Bytes{10, 1, 0, 5, 10, 1, 0, 255});
+  CHECK(m->keys[0].element.key_end.empty());
   REQUIRE(m->members.size() == 1);
+  CHECK(m->members[0].set == "masq4_8");
   CHECK(m->members[0].element.key == Bytes{10, 1, 0, 5, 127, 0, 0, 0});
-  CHECK(m->members[0].element.key_end == Bytes{10, 1, 0, 5, 127, 255, 255, 255});
-  const Group* m6 = find(p, "masq6");
+  CHECK(m->members[0].element.key_end.empty());
+  const Group* m6 = find(p, "masq6_64");
   REQUIRE(m6);
   CHECK(m6->members.empty());  // no route_localnet for ::1
   CHECK(p.udp.empty());
@@ -81,16 +80,11 @@ TEST_CASE("portmap plan: host address, range, udp") {
   REQUIRE(g->keys.size() == 3);
   CHECK(g->keys[2].element.key == Bytes{192, 0, 2, 2, 17, 0, 0, 0, 0x23, 0x2a, 0, 0});
   CHECK(g->keys[2].element.data == Bytes{10, 1, 0, 5, 0, 92, 0, 0});
-  // One source element covers the whole port range.
-  REQUIRE(g->members.size() == 1);
-  CHECK(g->members[0].element.key ==
-        Bytes{192, 0, 2, 2, 17, 0, 0, 0, 0x23, 0x28, 0, 0, 0, 0, 0, 0});
-  CHECK(g->members[0].element.key_end ==
-        Bytes{192, 0, 2, 2, 17, 0, 0, 0, 0x23, 0x2a, 0, 0, 255, 255, 255, 255});
+  CHECK(g->members.empty());  // unrestricted
   // The IPv4 host address is skipped for IPv6.
   CHECK_FALSE(find(p, "dnat6_ip"));
   CHECK_FALSE(find(p, "dnat6_any"));
-  CHECK_FALSE(find(p, "masq6"));
+  CHECK_FALSE(find(p, "masq6_64"));
   REQUIRE(p.udp.size() == 1);
   CHECK(p.udp[0] == cni::portmap::FlushTarget{4, 9000, 3, cni::IpAddr::parse("192.0.2.2")});
 }
@@ -103,16 +97,24 @@ TEST_CASE("portmap plan: source restrictions per family, nested prefixes merged"
   int found = 0;
   for (const Group& g : p.groups) {
     if (g.what == "tcp *:80 (IPv4) -> 10.1.0.5:80") {
-      REQUIRE(g.members.size() == 1);  // 10.1/16 lies inside 10/8
-      CHECK(g.members[0].element.key == Bytes{6, 0, 0, 0, 0, 80, 0, 0, 10, 0, 0, 0});
-      CHECK(g.members[0].element.key_end == Bytes{6, 0, 0, 0, 0, 80, 0, 0, 10, 255, 255, 255});
+      // The key in restrict4_any, then one source range: 10.1/16 lies inside 10/8.
+      REQUIRE(g.members.size() == 2);
+      CHECK(g.members[0].set == "restrict4_any");
+      CHECK(g.members[0].element.key == Bytes{6, 0, 0, 0, 0, 80, 0, 0});
+      CHECK(g.members[0].element.key_end.empty());
+      CHECK(g.members[1].set == "allow4_any");
+      CHECK(g.members[1].element.key == Bytes{6, 0, 0, 0, 0, 80, 0, 0, 10, 0, 0, 0});
+      CHECK(g.members[1].element.key_end == Bytes{6, 0, 0, 0, 0, 80, 0, 0, 10, 255, 255, 255});
       ++found;
     } else if (g.what == "tcp *:80 (IPv6) -> [fd00::5]:80") {
-      REQUIRE(g.members.size() == 1);
-      CHECK(g.members[0].element.key == g.members[0].element.key_end);  // a single host
+      REQUIRE(g.members.size() == 2);
+      CHECK(g.members[0].set == "restrict6_any");
+      CHECK(g.members[1].element.key == g.members[1].element.key_end);  // a single host
       ++found;
     } else if (g.what == "tcp *:81 (IPv6) -> [fd00::5]:81") {
-      CHECK(g.members.empty());  // its own list names no IPv6 source: closed to IPv6
+      // Its own list names no IPv6 source: restricted, and closed to IPv6.
+      REQUIRE(g.members.size() == 1);
+      CHECK(g.members[0].set == "restrict6_any");
       ++found;
     }
   }
@@ -120,15 +122,20 @@ TEST_CASE("portmap plan: source restrictions per family, nested prefixes merged"
 }
 
 TEST_CASE("portmap plan: masquerade follows snat and masqAll") {
-  auto has_masq = [](const Plan& p) { return find(p, "masq4") || find(p, "masq6"); };
+  auto has_masq = [](const Plan& p) {
+    for (const Group& g : p.groups) {
+      if (cni::portmap::masq_set_len(g.keys.front().set)) return true;
+    }
+    return false;
+  };
   CHECK_FALSE(has_masq(make_plan(parse(R"("snat":false)", R"({"hostPort":80,"containerPort":80})"),
                                  addrs("10.1.0.5/24", "fd00::5/64"))));
   Plan all = make_plan(parse(R"("masqAll":true)", R"({"hostPort":80,"containerPort":80})"),
                        addrs("10.1.0.5/24", nullptr));
-  const Group* m = find(all, "masq4");
+  const Group* m = find(all, "masq4_0");
   REQUIRE(m);
   CHECK(m->keys[0].element.key == Bytes{10, 1, 0, 5, 0, 0, 0, 0});
-  CHECK(m->keys[0].element.key_end == Bytes{10, 1, 0, 5, 255, 255, 255, 255});
+  CHECK(m->keys[0].element.key_end.empty());
   CHECK(m->members.empty());
   // No address of a family, nothing for it.
   Plan none =
@@ -199,8 +206,24 @@ TEST_CASE("portmap layout tag: conditions change it") {
   Config plain = parse("", "");
   Config cond = parse(R"("conditionsV4":["ip saddr 10.0.0.0/8"])", "");
   Config cond2 = parse(R"("conditionsV4":["ip saddr 10.0.0.0/9"])", "");
-  CHECK(cni::portmap::layout_tag(plain) == "tether-portmap layout 1");
+  CHECK(cni::portmap::layout_tag(plain) == "tether-portmap layout 2");
   CHECK(cni::portmap::layout_tag(cond) != cni::portmap::layout_tag(plain));
   CHECK(cni::portmap::layout_tag(cond) != cni::portmap::layout_tag(cond2));
   CHECK(cni::portmap::layout_tag(cond).size() < 128);
+}
+
+TEST_CASE("portmap plan: masquerade set names") {
+  using cni::portmap::masq_set;
+  using cni::portmap::masq_set_len;
+  CHECK(masq_set(false, 24) == "masq4_24");
+  CHECK(masq_set(true, 0) == "masq6_0");
+  bool v6 = false;
+  CHECK(masq_set_len("masq6_128", &v6) == 128);
+  CHECK(v6);
+  CHECK(masq_set_len("masq4_32") == 32);
+  for (const char* bad : {"masq4", "masq4_", "masq4_33", "masq6_129", "masq4_08", "masq4_-1",
+                          "masq4_2x", "dnat4_any", "masq4_1000"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(masq_set_len(bad));
+  }
 }
