@@ -207,13 +207,14 @@ def _hup(side):
 
 
 def _tether_records(side, names, ips):
-    records = side.work / "dns" / "records"
+    # common/attachment_store.h: records/<network>/<containerID>:<ifname>.json
+    records = side.work / "dns" / "records" / side.net
     template_path = sorted(records.glob("*.json"))[0]
     template = json.loads(template_path.read_text())
     made = []
     for n, ip in zip(names, ips):
         rec = retarget(template, n, ip)
-        path = records / f"{side.net}@{rec['containerID']}@eth0.json"
+        path = records / f"{rec['containerID']}:eth0.json"
         path.write_text(json.dumps(rec))
         made.append(path)
     _hup(side)
