@@ -1,7 +1,13 @@
 #include "common/mnl.h"
 
+#include <fcntl.h>
 #include <linux/netlink.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
 
 #include <cerrno>
 #include <cstdlib>
@@ -77,7 +83,51 @@ Socket Socket::netfilter() {
   return s;
 }
 
-int Socket::fd() const { return mnl_socket_get_fd(sock_.get()); }
+int Socket::fd() const { return sock_ ? mnl_socket_get_fd(sock_.get()) : -1; }
+
+namespace {
+
+// In a child: closes every descriptor but `a` and `b`.
+void close_all_but(int a, int b) {
+  if (a > b) std::swap(a, b);
+  if (a > 0) ::close_range(0, static_cast<unsigned>(a) - 1, 0);
+  if (b > a + 1) ::close_range(static_cast<unsigned>(a) + 1, static_cast<unsigned>(b) - 1, 0);
+  ::close_range(static_cast<unsigned>(b) + 1, UINT_MAX, 0);
+}
+
+}  // namespace
+
+void Socket::release_detached() {
+  if (!sock_) return;
+  const int fd = mnl_socket_get_fd(sock_.get());
+  int go[2];
+  if (::pipe2(go, O_CLOEXEC) != 0) {
+    sock_.reset();
+    return;
+  }
+  // Two forks, so that the releasing process is nobody's child here: the middle one exits at
+  // once and is reaped below, and the grandchild goes to init (or the nearest subreaper). Only
+  // async-signal-safe calls after fork.
+  const pid_t middle = ::fork();
+  if (middle == 0) {
+    if (::fork() != 0) ::_exit(0);
+    close_all_but(fd, go[0]);
+    char c;
+    // EOF once the parent has closed its copy of the socket and then the pipe: this close is
+    // the socket's last, the one that waits.
+    while (::read(go[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    ::close(fd);
+    ::_exit(0);
+  }
+  ::close(go[0]);
+  sock_.reset();  // the child still holds it: not the last reference, no wait
+  ::close(go[1]);
+  if (middle > 0) {
+    while (::waitpid(middle, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
 
 int Socket::talk(const nlmsghdr* request, OnMessage on_message) {
   if ((request->nlmsg_flags & (NLM_F_ACK | NLM_F_DUMP)) == 0) {

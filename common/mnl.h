@@ -60,7 +60,7 @@ class Socket {
 
   uint32_t portid() const { return portid_; }
   uint32_t next_seq() { return ++seq_; }
-  int fd() const;
+  int fd() const;  // -1 once released
 
   // Sends `request` and reads its whole answer, up to NLMSG_DONE or the NLMSG_ERROR (ACK)
   // answering it; every other message of the answer goes to on_message. Returns 0 or -errno:
@@ -78,6 +78,15 @@ class Socket {
   // Makes room in the kernel's buffers for a batch of `send_bytes` and its ACKs (SO_*BUFFORCE
   // when privileged, else as far as wmem_max/rmem_max allow).
   void reserve(size_t send_bytes, size_t recv_bytes);
+
+  // Closes the socket without waiting for the kernel: the release, and its wait for the grace
+  // period of any commit that deleted something (above), happen in a detached grandchild that
+  // holds nothing else (no stdio, no lock) and exits once it has released the socket. For a
+  // process whose last act is a deleting commit (portmap's DEL and GC): its caller gets its
+  // answer and its exit a grace period sooner. The commit itself is complete and visible before
+  // this is called; what the kernel still does is free what it deleted. Where the child cannot
+  // be made, the socket is closed here, waiting as before. The socket is empty afterwards.
+  void release_detached();
 
  private:
   struct Answer;

@@ -8,7 +8,13 @@
 #include <libnftnl/set.h>
 #include <linux/netfilter/nf_tables.h>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <new>
 
 #include "common/netns.h"
@@ -157,4 +163,52 @@ TEST_CASE("mnl: a dump that a commit interrupts is read to its end and reported 
   // nft's reads repeat an interrupted dump: every rule, once.
   nft::NftTransaction tx(sock);
   CHECK(tx.list_rules(Family::kIpv4, t, "c")->size() == 1000);
+}
+
+namespace {
+
+// Whether any process holds the socket with inode `ino` (its /proc/<pid>/fd links).
+bool socket_held(ino_t ino) {
+  const std::string want = "socket:[" + std::to_string(ino) + "]";
+  for (const auto& proc : std::filesystem::directory_iterator("/proc")) {
+    std::error_code ec;
+    for (const auto& fd : std::filesystem::directory_iterator(proc.path() / "fd", ec)) {
+      std::error_code rec;
+      if (std::filesystem::read_symlink(fd.path(), rec).string() == want) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("mnl: release_detached hands the last close to a process nobody waits for") {
+  TestNetns ns("mnldetach");
+  NetnsGuard guard(ns.fd());
+  const std::string t = table_name("detach");
+  make_big_set(t, 10);
+  cni::mnl::Socket sock = cni::mnl::Socket::netfilter();
+  // A commit that deletes something: its socket's last release is the one that waits.
+  nft::run(sock, [&](nft::NftTransaction& tx) {
+    tx.delete_elements(Family::kIpv4, t, "s", {{.key = nft::be32(0x0a000000)}});
+  });
+  struct stat st {};
+  REQUIRE(::fstat(sock.fd(), &st) == 0);
+  sock.release_detached();
+  CHECK(sock.fd() < 0);
+  // The middle process was reaped here; the grandchild is not this process's child.
+  CHECK(::waitpid(-1, nullptr, WNOHANG) == -1);
+  CHECK(errno == ECHILD);
+  // The socket is released for good, by the grandchild, soon.
+  bool held = true;
+  for (int i = 0; i < 500 && held; ++i) {
+    held = socket_held(st.st_ino);
+    if (held) ::usleep(10'000);
+  }
+  CHECK_FALSE(held);
+  // The commit took effect before the release.
+  nft::NftTransaction tx = nft::NftTransaction::open();
+  auto left = tx.list_elements(Family::kIpv4, t, "s");
+  REQUIRE(left.has_value());
+  CHECK(left->size() == 9);
 }
