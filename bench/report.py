@@ -12,6 +12,8 @@ from pathlib import Path
 FINDINGS = Path(__file__).resolve().parent / "findings.md"
 # Installed binary sizes against the reference's, measured with make install (not by a run).
 SIZES = Path(__file__).resolve().parent / "sizes.md"
+# Hand-measured multi-host figures (bench/overlay.py, cluster.py, dnsreg.py, dnscluster.py).
+MULTIHOST = Path(__file__).resolve().parent / "multihost.md"
 SIDES = ("reference", "netavark", "tether")
 # Each tether plugin beside the reference chain's process that does its job.
 PLUGIN_PAIRS = [("bridge", "bridge"), ("host-local", "host-local"), ("portmap", "portmap"),
@@ -392,6 +394,8 @@ def write(results, out_dir):
         lines += [FINDINGS.read_text()]
     if SIZES.exists():
         lines += [SIZES.read_text()]
+    if MULTIHOST.exists():
+        lines += [MULTIHOST.read_text()]
     (out_dir / "benchmarks.md").write_text("\n".join(lines) + "\n")
     (out_dir / "benchmarks.json").write_text(json.dumps(results, indent=1))
     plot(r, out_dir / "benchmarks.png")
