@@ -7,7 +7,6 @@
 #include <libnftnl/gen.h>
 #include <libnftnl/set.h>
 #include <linux/netfilter/nf_tables.h>
-
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
