@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <iostream>
 #include <thread>
 
 #include "common/error.h"
@@ -76,7 +75,10 @@ std::optional<int> fork_off(const std::string& who, const std::string& state_dir
     while ((n = ::read(p[0], buf, sizeof(buf))) > 0) msg.append(buf, static_cast<size_t>(n));
     ::close(p[0]);
     if (msg == "ok" || msg == "busy") return 0;
-    std::cerr << who << ": " << (msg.empty() ? "exited during start-up" : msg) << "\n";
+    const std::string line =
+        std::string(who) + ": " + (msg.empty() ? "exited during start-up" : msg) + "\n";
+    ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());  // best effort
+    (void)ignored;
     return 1;
   }
   ::close(p[0]);

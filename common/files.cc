@@ -107,21 +107,33 @@ std::optional<std::string> read_file(const std::string& path, int code, size_t m
   return out;
 }
 
+std::string read_all(int fd, const std::string& what) {
+  std::string out;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("failed to read " + what, errno, kErrIo);
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void write_all(int fd, std::string_view data, const std::string& what) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("failed to write " + what, errno, kErrIo);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
 namespace {
 
 std::string dir_of(const std::string& path) {
   auto slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-void write_all(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("failed to write " + path, errno, kErrIo);
-    data.remove_prefix(static_cast<size_t>(n));
-  }
 }
 
 void fsync_dir(const std::string& dir) {

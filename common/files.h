@@ -56,6 +56,12 @@ void ensure_dir(const std::string& path, mode_t mode = 0755);
 std::optional<std::string> read_file(const std::string& path, int code = kErrIo,
                                      size_t max_size = 16 << 20);
 
+// Everything read from `fd` until end of file, and every byte of `data` written to it (EINTR and
+// short writes retried). Throw Error code 5 naming `what`. Plain read(2)/write(2), no iostreams:
+// a plugin that never touches them is spared their start-up (the locale, ~0.8 MB resident).
+std::string read_all(int fd, const std::string& what);
+void write_all(int fd, std::string_view data, const std::string& what);
+
 // Replaces `path` atomically: temp file in the same directory, write, fsync, rename, fsync dir.
 // Readers see the old content or the new, never an empty or partial file.
 void atomic_write(const std::string& path, std::string_view data, mode_t mode = 0644);

@@ -1,14 +1,16 @@
 #include "common/skel.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
-#include <iostream>
 #include <iterator>
 
 #include "common/crash_point.h"
 #include "common/error.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "common/netns.h"
 
@@ -20,9 +22,9 @@ Io Io::process() {
         const char* v = std::getenv(name);
         return v ? std::optional<std::string>(v) : std::nullopt;
       },
-      [] { return std::string(std::istreambuf_iterator<char>(std::cin), {}); },
-      &std::cout,
-      &std::cerr,
+      [] { return read_all(STDIN_FILENO, "stdin"); },
+      [](std::string_view s) { write_all(STDOUT_FILENO, s, "stdout"); },
+      [](std::string_view s) { write_all(STDERR_FILENO, s, "stderr"); },
   };
 }
 
@@ -178,15 +180,15 @@ std::string reply_version(const Verbs& verbs, const std::string& version) {
 void print_error(const Io& io, const std::string& version, int code, std::string_view msg,
                  std::string_view details) noexcept {
   try {
-    *io.out << error_json(version, code, printable(msg), printable(details))
-                   .dump(-1, ' ', false, json::error_handler_t::replace)
-            << "\n";
+    io.out(error_json(version, code, printable(msg), printable(details))
+               .dump(-1, ' ', false, json::error_handler_t::replace) +
+           "\n");
     return;
   } catch (...) {
   }
   try {
-    *io.out << R"({"cniVersion":")" << kCurrentVersion << R"(","code":999,"msg":"internal error"})"
-            << "\n";
+    io.out(std::string(R"({"cniVersion":")") + kCurrentVersion +
+           R"(","code":999,"msg":"internal error"})" + "\n");
   } catch (...) {
   }
 }
@@ -228,11 +230,11 @@ void run_verb(const Verbs& verbs, const VerbSpec& verb, const CmdArgs& args, con
   }
   Result result = verbs.add(args);
   if (verbs.print) {
-    *io.out << verbs.print(result, args);
+    io.out(verbs.print(result, args));
   } else {
-    *io.out << result.to_json(args.conf.cni_version)
-                   .dump(-1, ' ', false, json::error_handler_t::replace)
-            << "\n";
+    io.out(
+        result.to_json(args.conf.cni_version).dump(-1, ' ', false, json::error_handler_t::replace) +
+        "\n");
   }
 }
 
@@ -255,13 +257,14 @@ int plugin_main(const Verbs& verbs, std::string_view about, const Io& io) {
   try {
     auto command = io.getenv("CNI_COMMAND").value_or("");
     if (command.empty()) {
-      *io.err << about << "\nCNI protocol versions supported: " << join(versions_of(verbs), ", ")
-              << "\n";
+      io.err(std::string(about) +
+             "\nCNI protocol versions supported: " + join(versions_of(verbs), ", ") + "\n");
       return 0;
     }
     if (command == "VERSION") {
-      *io.out << json{{"cniVersion", kCurrentVersion}, {"supportedVersions", versions_of(verbs)}}
-              << "\n";
+      io.out(
+          json{{"cniVersion", kCurrentVersion}, {"supportedVersions", versions_of(verbs)}}.dump() +
+          "\n");
       return 0;
     }
     const VerbSpec& verb = verb_of(verbs, command);

@@ -2,7 +2,6 @@
 // plugin_main(): the whole CNI execution protocol in one place — environment, stdin, version
 // negotiation, dispatch to a plugin's verbs, the result or error JSON on stdout, the exit code.
 #include <functional>
-#include <iosfwd>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,8 +45,9 @@ struct Verbs {
 struct Io {
   std::function<std::optional<std::string>(const char*)> getenv;
   std::function<std::string()> read_stdin;
-  std::ostream* out;
-  std::ostream* err;
+  std::function<void(std::string_view)> out;  // stdout: the result or error JSON
+  std::function<void(std::string_view)> err;  // stderr
+  // The process's environment and fds 0-2, by read(2)/write(2): no iostreams (common/files.h).
   static Io process();
 };
 

@@ -1,6 +1,6 @@
 #include "plugins/ipam-host-local/resolv_conf.h"
 
-#include <sstream>
+#include <string_view>
 #include <vector>
 
 #include "common/error.h"
@@ -10,12 +10,19 @@ namespace cni::hostlocal {
 
 Dns parse_resolv_conf(const std::string& text) {
   Dns dns;
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    std::istringstream words(line);
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const size_t eol = rest.find('\n');
+    std::string_view line = rest.substr(0, eol);
+    rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 1);
+    // Whitespace-separated words, as `>>` splits them.
     std::vector<std::string> fields;
-    for (std::string w; words >> w;) fields.push_back(w);
+    constexpr std::string_view kSpace = " \t\r\v\f";
+    for (size_t b = line.find_first_not_of(kSpace); b != std::string_view::npos;) {
+      const size_t e = line.find_first_of(kSpace, b);
+      fields.emplace_back(line.substr(b, e == std::string_view::npos ? e : e - b));
+      b = e == std::string_view::npos ? e : line.find_first_not_of(kSpace, e);
+    }
     if (fields.size() < 2 || fields[0][0] == '#' || fields[0][0] == ';') continue;
     const std::string& key = fields[0];
     if (key == "nameserver") {

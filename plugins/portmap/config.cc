@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <sstream>
 
 #include "common/error.h"
 #include "common/push_unique.h"
@@ -49,9 +48,12 @@ std::vector<Prefix> parse_cidr_list(const json& obj, const char* key, const std:
 
 std::vector<Proto> parse_protocols(const std::string& text, const std::string& key) {
   std::vector<Proto> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
+  // Comma-separated ("tcp,udp" is two items); an empty item is an unknown protocol, a trailing
+  // comma adds none.
+  for (size_t b = 0; b < text.size();) {
+    const size_t e = std::min(text.find(',', b), text.size());
+    const std::string item = text.substr(b, e - b);
+    b = e + 1;
     // Runtimes send "TCP" (Kubernetes' spelling) as well as "tcp".
     Proto p;
     if (strcasecmp(item.c_str(), "tcp") == 0) {

@@ -34,8 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return std::nullopt;
       },
       [&] { return parts.size() > kEnv ? std::string(parts[kEnv]) : std::string(); },
-      &out,
-      &err,
+      [&out](std::string_view s) { out << s; },
+      [&err](std::string_view s) { err << s; },
   };
   cni::Verbs verbs;
   verbs.add = [](const cni::CmdArgs& a) { return a.conf.prev_result.value_or(cni::Result{}); };

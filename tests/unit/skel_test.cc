@@ -53,7 +53,7 @@ struct Fixture {
                  ++stdin_reads;
                  return stdin_data;
                },
-               &out, &err};
+               [&out](std::string_view s) { out << s; }, [&err](std::string_view s) { err << s; }};
     int rc = cni::plugin_main(v, "test-plugin v0", io);
     return {rc, out.str(), err.str()};
   }
@@ -248,7 +248,8 @@ TEST_CASE("skel: a verb's Error becomes the error JSON, other exceptions code 99
                auto it = f.env.find(n);
                return it == f.env.end() ? std::nullopt : std::optional<std::string>(it->second);
              },
-             [&f] { return f.stdin_data; }, &out, &err};
+             [&f] { return f.stdin_data; }, [&out](std::string_view s) { out << s; },
+             [&err](std::string_view s) { err << s; }};
   CHECK(cni::plugin_main(v, "t", io) == 1);
   auto j = cni::json::parse(out.str());
   CHECK(j ==
