@@ -444,15 +444,23 @@ Link require_link(Socket& sock, const std::string& name) {
   return *link;
 }
 
-Link ensure_bridge(Socket& sock, const BridgeSpec& spec) {
+namespace {
+
+// RTM_NEWLINK creating link `name` (EXCL), with its MTU (0: the kernel's) and MAC when given.
+MsgPtr new_link_msg(const std::string& name, uint32_t mtu, const std::optional<Mac>& mac) {
   MsgPtr msg = new_msg(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
   ifinfomsg ifi = ifinfo(AF_UNSPEC, 0);
   append(msg.get(), &ifi, sizeof ifi);
-  put_str(msg.get(), IFLA_IFNAME, spec.name);
-  if (spec.mtu != 0) {
-    put_u32(msg.get(), IFLA_MTU, spec.mtu);
-  }
-  if (spec.mac) put(msg.get(), IFLA_ADDRESS, spec.mac->bytes().data(), spec.mac->bytes().size());
+  put_str(msg.get(), IFLA_IFNAME, name);
+  if (mtu != 0) put_u32(msg.get(), IFLA_MTU, mtu);
+  if (mac) put(msg.get(), IFLA_ADDRESS, mac->bytes().data(), mac->bytes().size());
+  return msg;
+}
+
+}  // namespace
+
+Link ensure_bridge(Socket& sock, const BridgeSpec& spec) {
+  MsgPtr msg = new_link_msg(spec.name, spec.mtu, spec.mac);
   nlattr* linkinfo = nest(msg.get(), IFLA_LINKINFO);
   put_str(msg.get(), IFLA_INFO_KIND, "bridge");
   if (spec.vlan_filtering) {
@@ -706,14 +714,7 @@ bool vxlan_matches(const Vxlan& have, const VxlanSpec& want) {
 }
 
 int create_vxlan(Socket& sock, const VxlanSpec& spec) {
-  MsgPtr msg = new_msg(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-  ifinfomsg ifi = ifinfo(AF_UNSPEC, 0);
-  append(msg.get(), &ifi, sizeof ifi);
-  put_str(msg.get(), IFLA_IFNAME, spec.name);
-  if (spec.mtu != 0) {
-    put_u32(msg.get(), IFLA_MTU, spec.mtu);
-  }
-  if (spec.mac) put(msg.get(), IFLA_ADDRESS, spec.mac->bytes().data(), spec.mac->bytes().size());
+  MsgPtr msg = new_link_msg(spec.name, spec.mtu, spec.mac);
   nlattr* linkinfo = nest(msg.get(), IFLA_LINKINFO);
   put_str(msg.get(), IFLA_INFO_KIND, "vxlan");
   nlattr* data = nest(msg.get(), IFLA_INFO_DATA);

@@ -230,14 +230,24 @@ std::optional<uint32_t> get_ipv4_devconf(Socket& sock, int ifindex, int knob) {
   return out;
 }
 
-void set_ipv4_devconf(Socket& sock, int ifindex, int knob, uint32_t value) {
-  char buf[MNL_SOCKET_BUFFER_SIZE];
+namespace {
+
+// An RTM_SETLINK request for `ifindex` in `buf`, attributes to follow.
+nlmsghdr* setlink_request(char* buf, int ifindex) {
   nlmsghdr* req = mnl_nlmsg_put_header(buf);
   req->nlmsg_type = RTM_SETLINK;
   req->nlmsg_flags = NLM_F_REQUEST;
   auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(req, sizeof(ifinfomsg)));
   ifi->ifi_family = AF_UNSPEC;
   ifi->ifi_index = ifindex;
+  return req;
+}
+
+}  // namespace
+
+void set_ipv4_devconf(Socket& sock, int ifindex, int knob, uint32_t value) {
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* req = setlink_request(buf, ifindex);
   nlattr* spec = mnl_attr_nest_start(req, IFLA_AF_SPEC);
   nlattr* inet = mnl_attr_nest_start(req, AF_INET);
   nlattr* conf = mnl_attr_nest_start(req, IFLA_INET_CONF);
@@ -253,12 +263,7 @@ void set_ipv4_devconf(Socket& sock, int ifindex, int knob, uint32_t value) {
 
 void set_ipv6_addr_gen_mode(Socket& sock, int ifindex, uint8_t mode) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* req = mnl_nlmsg_put_header(buf);
-  req->nlmsg_type = RTM_SETLINK;
-  req->nlmsg_flags = NLM_F_REQUEST;
-  auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(req, sizeof(ifinfomsg)));
-  ifi->ifi_family = AF_UNSPEC;
-  ifi->ifi_index = ifindex;
+  nlmsghdr* req = setlink_request(buf, ifindex);
   nlattr* spec = mnl_attr_nest_start(req, IFLA_AF_SPEC);
   nlattr* inet6 = mnl_attr_nest_start(req, AF_INET6);
   mnl_attr_put_u8(req, IFLA_INET6_ADDR_GEN_MODE, mode);
