@@ -1,10 +1,9 @@
 #include "common/agent_client.h"
 
-#include <unistd.h>
-
 #include "common/control.h"
 #include "common/daemon.h"
 #include "common/error.h"
+#include "common/files.h"
 
 namespace cni::cluster {
 
@@ -13,7 +12,7 @@ namespace {
 constexpr const char* kWho = "tether-agent";
 
 control::Client ensure_agent(const ClusterConfig& c) {
-  std::string bin = agent_binary();
+  std::string bin = sibling_executable("tether-agent");
   return daemon::connect_or_start(
       {.who = kWho,
        .socket = c.agent_socket,
@@ -25,15 +24,6 @@ control::Client ensure_agent(const ClusterConfig& c) {
 }
 
 }  // namespace
-
-std::string agent_binary() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) return "tether-agent";
-  std::string self(buf, static_cast<size_t>(n));
-  auto slash = self.rfind('/');
-  return (slash == std::string::npos ? std::string(".") : self.substr(0, slash)) + "/tether-agent";
-}
 
 bool nudge_agent(const ClusterConfig& c) noexcept {
   try {

@@ -21,7 +21,4 @@ nlohmann::json call_agent(const ClusterConfig& c, const nlohmann::json& request)
 // and never throws: false when no agent took the request (the plugin's work stands either way).
 bool nudge_agent(const ClusterConfig& c) noexcept;
 
-// The agent binary: "<dir of /proc/self/exe>/tether-agent".
-std::string agent_binary();
-
 }  // namespace cni::cluster

@@ -322,4 +322,13 @@ std::vector<std::string> list_dir(const std::string& dir) {
   return out;
 }
 
+std::string sibling_executable(std::string_view name) {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  std::string self = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  auto slash = self.rfind('/');
+  std::string dir = slash == std::string::npos ? std::string(".") : self.substr(0, slash);
+  return dir + "/" + std::string(name);
+}
+
 }  // namespace cni

@@ -95,4 +95,9 @@ struct DirEntry {
 };
 std::vector<DirEntry> list_dir_inodes(const std::string& dir);
 
+// "<directory of /proc/self/exe>/<name>": a tether executable installed beside the running one
+// (the agent, the DNS daemon), wherever the runtime's CNI_PATH put both; "./<name>" when the
+// kernel does not say where this one is.
+std::string sibling_executable(std::string_view name);
+
 }  // namespace cni

@@ -14,8 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# tether-agent is not a plugin but the cluster daemon the plugins start from their own directory.
-PLUGINS=(bridge host-local portmap dns-sidecar loopback tether-agent)
+# tether-agent and tether-dns are not plugins but daemons the plugins start from their own
+# directory: the cluster agent, and dns-sidecar's DNS daemon.
+PLUGINS=(bridge host-local portmap dns-sidecar loopback tether-agent tether-dns)
 debugdir=${DEBUG_DIR:-}
 uninstall=0
 if [ "${1:-}" = --uninstall ]; then

@@ -19,9 +19,6 @@
 
 namespace cni::dns {
 
-std::string pidfile_path(const std::string& state_dir) { return state_dir + "/daemon.pid"; }
-std::string default_log_path(const std::string& state_dir) { return state_dir + "/daemon.log"; }
-
 namespace {
 
 // How long a daemon started by the plugin waits for the lock held by one that is exiting.
@@ -110,7 +107,7 @@ void print_table(const json& reply) {
 }  // namespace
 
 int cli_main(int argc, char** argv) {
-  CLI::App app{"dns-sidecar: CNI plugin and shared DNS daemon for container names"};
+  CLI::App app{"tether-dns: the DNS daemon dns-sidecar registers container names with"};
   app.require_subcommand(1);
 
   DaemonArgs d;

@@ -4,6 +4,7 @@
 
 #include "common/daemon.h"
 #include "common/error.h"
+#include "common/files.h"
 #include "plugins/dns-sidecar/daemon.h"
 
 namespace cni::dns {
@@ -17,19 +18,19 @@ constexpr auto kStartWait = std::chrono::seconds(5);
 
 }  // namespace
 
-// A connection to the daemon, starting `dns-sidecar daemon --daemonize` (this very binary) when
-// none listens.
+// A connection to the daemon, starting `tether-dns daemon --daemonize` (installed beside this
+// binary) when none listens.
 control::Client ensure_daemon(const Config& c) {
-  std::vector<std::string> argv = {"dns-sidecar", "daemon",      "--daemonize",
-                                   "--state-dir", c.state_dir,   "--socket",
-                                   c.socket,      "--idle-exit", kIdleExitSeconds};
+  std::vector<std::string> argv = {kDaemonProgram, "daemon",      "--daemonize",
+                                   "--state-dir",  c.state_dir,   "--socket",
+                                   c.socket,       "--idle-exit", kIdleExitSeconds};
   if (!c.resolv_conf.empty()) argv.insert(argv.end(), {"--resolv-conf", c.resolv_conf});
   if (!c.log_level.empty()) argv.insert(argv.end(), {"--log-level", c.log_level});
   if (!c.cluster_file.empty()) argv.insert(argv.end(), {"--cluster", c.cluster_file});
   return cni::daemon::connect_or_start({.who = kDaemon,
                                         .socket = c.socket,
                                         .state_dir = c.state_dir,
-                                        .program = "/proc/self/exe",
+                                        .program = sibling_executable(kDaemonProgram),
                                         .argv = std::move(argv),
                                         .log = default_log_path(c.state_dir),
                                         .code = kErrNotAvailable,

@@ -12,7 +12,8 @@ from tether_it import BIN, ROOT
 PLUGINS = ["bridge", "host-local", "portmap", "dns-sidecar", "loopback"]
 # Installed beside the plugins, which start it from their own directory; not a CNI plugin.
 AGENT = "tether-agent"
-PROGRAMS = PLUGINS + [AGENT]
+DNS_DAEMON = "tether-dns"
+PROGRAMS = PLUGINS + [AGENT, DNS_DAEMON]
 
 
 def install(*args, env=None):
@@ -65,6 +66,24 @@ def assert_debug_file_for(binary, debug_root):
     return dbg
 
 
+def test_plugins_are_static_pies():
+    """The plugins load nothing at start (TETHER_STATIC_LIBC, the default where libc.a exists):
+    no interpreter, no shared library, and still position-independent (ASLR). The daemons link
+    glibc shared."""
+    for p in PLUGINS:
+        headers = subprocess.run(["readelf", "-h", "-l", "-d", str(BIN / p)], check=True,
+                                 capture_output=True, text=True).stdout
+        assert "DYN (" in headers, p
+        assert "INTERP" not in headers and "(NEEDED)" not in headers, (p, headers)
+        v = subprocess.run([str(BIN / p)], env={"CNI_COMMAND": "VERSION"}, input="{}",
+                           capture_output=True, text=True)
+        assert v.returncode == 0 and "supportedVersions" in v.stdout, (p, v)
+    for d in (AGENT, DNS_DAEMON):
+        dynamic = subprocess.run(["readelf", "-d", str(BIN / d)], check=True,
+                                 capture_output=True, text=True).stdout
+        assert "libc.so.6" in dynamic, d
+
+
 def test_install_and_uninstall(tmp_path):
     dest = tmp_path / "root"
     install(BIN.parent, dest, "/opt/cni/bin", "/etc/cni/net.d", "/usr",
@@ -79,9 +98,9 @@ def test_install_and_uninstall(tmp_path):
         assert ".debug_info" in sections(BIN / p)
         assert installed.stat().st_size < (BIN / p).stat().st_size
         assert build_id(installed) == build_id(BIN / p)
-        if p == AGENT:
+        if p in (AGENT, DNS_DAEMON):
             v = subprocess.run([str(installed), "--help"], capture_output=True, text=True)
-            assert v.returncode == 0 and "run" in v.stdout, v
+            assert v.returncode == 0 and ("run" if p == AGENT else "daemon") in v.stdout, v
             continue
         v = subprocess.run([str(installed)], env={"CNI_COMMAND": "VERSION"}, input="{}",
                            capture_output=True, text=True)
@@ -94,7 +113,7 @@ def test_install_and_uninstall(tmp_path):
     assert (docs / "bridge.md").exists() and (docs / "dns-sidecar.md").exists()
     assert (docs / "loopback.md").exists()
     unit = dest / "lib/systemd/system/tether-dns-sidecar.service"
-    assert "/opt/cni/bin/dns-sidecar daemon" in unit.read_text()
+    assert "/opt/cni/bin/tether-dns daemon" in unit.read_text()
     agent_unit = dest / "lib/systemd/system/tether-agent.service"
     assert "/opt/cni/bin/tether-agent" in agent_unit.read_text()
     # Nothing is put into the live CNI config dir.
@@ -146,6 +165,7 @@ def test_debian_packages(tmp_path):
         assert f"./opt/cni/bin/{plugin}\n" in contents
     assert "./lib/systemd/system/tether-dns-sidecar.service" in contents
     assert "./lib/systemd/system/tether-agent.service" in contents
+    assert "./usr/share/lintian/overrides/tether-cni-plugins\n" in contents
     assert "conf-examples/10-tether.conflist" in contents
     for f in ("copyright", "changelog.gz"):
         assert f"./usr/share/doc/tether-cni-plugins/{f}\n" in contents

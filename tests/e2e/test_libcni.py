@@ -95,10 +95,11 @@ def reachable(src, ip):
 def test_example_through_libcni(example, tmp_path_factory):
     index = EXAMPLES.index(example)
     work = Path(tmp_path_factory.mktemp(f"{RUN}-e2e"))
-    # Our binaries, plus dns-sidecar under podman's name for the podman example.
+    # Our binaries (dns-sidecar starts tether-dns from its own directory), plus dns-sidecar under
+    # podman's name for the podman example.
     bindir = work / "bin"
     bindir.mkdir()
-    for b in ("bridge", "host-local", "portmap", "dns-sidecar"):
+    for b in ("bridge", "host-local", "portmap", "dns-sidecar", "tether-dns"):
         shutil.copy(BIN / b, bindir / b)
     os.symlink("dns-sidecar", bindir / "dnsname")
     conf, subnet = private_copy(example, index, work)

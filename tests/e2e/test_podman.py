@@ -25,7 +25,7 @@ def podman(tmp_path):
     root = tmp_path
     bindir = root / "cni-bin"
     bindir.mkdir()
-    for b in ("bridge", "host-local", "portmap", "dns-sidecar"):
+    for b in ("bridge", "host-local", "portmap", "dns-sidecar", "tether-dns"):
         shutil.copy(BIN / b, bindir / b)
     os.symlink("dns-sidecar", bindir / "dnsname")
     netconf = root / "net.d"

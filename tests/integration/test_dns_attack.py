@@ -33,8 +33,8 @@ TCP_IDLE_S = 10
 # these queries' size) and the allocator's slack. The measured growth is printed. The ASan
 # build (make test runs this file against it too) holds up to 256 MiB of freed memory in its
 # quarantine, and shadow memory and redzones for the rest.
-SANITIZED = (BIN / "dns-sidecar").exists() and \
-    b"AddressSanitizer" in (BIN / "dns-sidecar").read_bytes()
+SANITIZED = (BIN / "tether-dns").exists() and \
+    b"AddressSanitizer" in (BIN / "tether-dns").read_bytes()
 RSS_SLACK_KB = (3 * 24 + 256 + 32 if SANITIZED else 24) * 1024
 # Open fds beyond the connections or forwards a test holds: listeners come and go with networks.
 FD_SLACK = 8
