@@ -401,7 +401,8 @@ def main():
         print(f"bench: report regenerated in {out}")
         return 0
     for tool in ("tether-cnitool", "tether-bench-veth", "tether-bench-hwm",
-                 "tether-bench-upstream", "bridge", "host-local", "portmap", "dns-sidecar"):
+                 "tether-bench-upstream", "bridge", "host-local", "portmap", "dns-sidecar",
+                 "tether-dns"):
         if not (build / "bin" / tool).exists():
             sys.exit(f"bench: {build}/bin/{tool} is missing: build first (make build)")
     for tool in (NETAVARK, AARDVARK, REF / "dnsname", Path("/usr/bin/dnsperf"),

@@ -8,7 +8,7 @@ client address 10.250.0.2 on lo inside the network's subnet. The remote records 
 into etcd directly (JSON gateway transactions), as another host's daemon would have. Queries
 (dnsperf, -c 1, 10 s per run) ask for the local name and for random remote names.
 
-  python3 bench/dnscluster.py --binary build/bin/dns-sidecar [--json out.json]
+  python3 bench/dnscluster.py --binary build/bin/tether-dns [--json out.json]
 """
 import argparse
 import base64
@@ -179,7 +179,7 @@ def pct(v, p):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default="build/bin/dns-sidecar")
+    ap.add_argument("--binary", default="build/bin/tether-dns")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--latency-samples", type=int, default=100)
     ap.add_argument("--json")

@@ -6,7 +6,7 @@ The daemon runs with a private state dir and a high port in a private network na
 listens (IP_FREEBIND) on the gateway of a few networks; every record is one container of one of
 them. Reported: the median and p99 of the add/del round trips in each window of fill levels.
 
-  python3 bench/dnsreg.py --binary build/bin/dns-sidecar [--records 10000] [--json out.json]
+  python3 bench/dnsreg.py --binary build/bin/tether-dns [--records 10000] [--json out.json]
 """
 import argparse
 import json
@@ -58,7 +58,7 @@ def pct(values, p):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default="build/bin/dns-sidecar")
+    ap.add_argument("--binary", default="build/bin/tether-dns")
     ap.add_argument("--records", type=int, default=10000)
     ap.add_argument("--windows", default="1,100,1000,5000,10000")
     ap.add_argument("--json")

@@ -184,7 +184,7 @@ def startup_table(r):
 def dns_table(r):
     d = r["dns"]
     rate = r["counts"]["dns_rate"]
-    label = {"tether": "tether (dns-sidecar daemon)", "reference": "dnsmasq (dnsname)",
+    label = {"tether": "tether (tether-dns, dns-sidecar's daemon)", "reference": "dnsmasq (dnsname)",
              "netavark": "aardvark-dns"}
     out = [f"| names | queries | server | queries/s | **server CPU per query (µs)** | server "
            f"core busy | p99 latency at {rate} q/s (ms) | answers |",

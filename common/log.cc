@@ -13,10 +13,11 @@ std::string g_program = "tether";
 
 void install(const std::string& file, const std::string& level) {
   std::vector<spdlog::sink_ptr> sinks;
-  sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_st>());
+  // Thread-safe sinks: bridge DEL runs its IPAM delegate on a second thread.
+  sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (!file.empty()) {
     try {
-      sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_st>(file));
+      sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(file));
     } catch (const spdlog::spdlog_ex&) {
       // An unwritable log file must not fail the CNI call; stderr still gets everything.
     }

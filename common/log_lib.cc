@@ -56,6 +56,7 @@ template class spdlog::sinks::ansicolor_stderr_sink<spdlog::details::console_mut
 template class spdlog::sinks::stdout_sink_base<spdlog::details::console_nullmutex>;
 template class spdlog::sinks::stdout_sink_base<spdlog::details::console_mutex>;
 template class spdlog::sinks::stderr_sink<spdlog::details::console_nullmutex>;
+template class spdlog::sinks::stderr_sink<spdlog::details::console_mutex>;
 template class spdlog::sinks::stdout_sink<spdlog::details::console_nullmutex>;
 template class spdlog::sinks::basic_file_sink<spdlog::details::null_mutex>;
 template class spdlog::sinks::basic_file_sink<std::mutex>;

@@ -34,6 +34,10 @@ bool ErrorList::attempt(std::string_view what, const std::function<void()>& fn) 
   return false;
 }
 
+void ErrorList::append(const ErrorList& later) {
+  errors_.insert(errors_.end(), later.errors_.begin(), later.errors_.end());
+}
+
 std::string ErrorList::joined() const {
   std::string all;
   for (const Error& e : errors_) all += (all.empty() ? "" : "; ") + std::string(e.what());

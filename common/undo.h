@@ -48,6 +48,9 @@ class ErrorList {
   // completed.
   bool attempt(std::string_view what, const std::function<void()>& fn);
   bool empty() const { return errors_.empty(); }
+  // Records `later`'s failures after this list's own, in their order: steps that ran alongside
+  // each other (bridge DEL's IPAM child and its own kernel work) report as if in sequence.
+  void append(const ErrorList& later);
   const std::vector<Error>& errors() const { return errors_; }
   // Every recorded failure's text, "; "-separated.
   std::string joined() const;

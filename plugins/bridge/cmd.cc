@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <thread>
 
 #include "common/dns_settings.h"
 #include "common/error.h"
@@ -329,17 +330,13 @@ Result cmd_add(const CmdArgs& args) {
   return result;
 }
 
-void cmd_del(const CmdArgs& args) {
-  const Config cfg = Config::parse(args.conf, args.args);
+namespace {
+
+// bridge DEL's own steps, beside IPAM's (cmd_del), each tried whatever the others do.
+void del_steps(const Config& cfg, const CmdArgs& args, ErrorList& errors) {
   // Released last: a netfilter socket whose batch deleted anything waits for an RCU grace
   // period at its release, and by then the veth delete's own wait has covered it.
   std::optional<mnl::Socket> nf;
-  // Every step is tried whatever the others do; the first failure is reported after them.
-  ErrorList errors;
-  // IPAM first, as the reference: nothing else failing may keep the lease.
-  if (cfg.layer3()) {
-    errors.attempt("IPAM DEL", [&] { delegate(cfg.ipam_type, "DEL", args, args.stdin_data); });
-  }
   const StateStore store = state_store(cfg.state_dir);
   const AttachmentKey key = key_of(cfg, args);
   const std::optional<AttachmentState> state = cfg.uses_nft() ? store.load(key) : std::nullopt;
@@ -358,6 +355,30 @@ void cmd_del(const CmdArgs& args) {
   if (cfg.uses_nft() && fw_removed) {
     errors.attempt("remove the firewall state file", [&] { store.remove(key); });
   }
+}
+
+}  // namespace
+
+void cmd_del(const CmdArgs& args) {
+  const Config cfg = Config::parse(args.conf, args.args);
+  // The first failure is reported after every step has been tried. IPAM's, as the reference
+  // orders it, comes first: nothing else failing may keep the lease. Its child process runs on
+  // a thread of its own while this one removes the firewall elements and waits on the kernel's
+  // veth delete (most of DEL's time, asleep in rcu_barrier): the two touch nothing in common,
+  // and the thread stays in the host's netns, which its child inherits. Its failure is still
+  // reported first (ErrorList::append).
+  ErrorList errors;
+  ErrorList rest;
+  {
+    std::jthread ipam;
+    if (cfg.layer3()) {
+      ipam = std::jthread([&] {
+        errors.attempt("IPAM DEL", [&] { delegate(cfg.ipam_type, "DEL", args, args.stdin_data); });
+      });
+    }
+    del_steps(cfg, args, rest);
+  }  // joins the IPAM thread, also when del_steps throws
+  errors.append(rest);
   errors.raise();
 }
 
