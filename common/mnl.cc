@@ -1,8 +1,10 @@
 #include "common/mnl.h"
 
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <linux/netlink.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -116,6 +118,9 @@ void Socket::release_detached() {
     // the socket's last, the one that waits.
     while (::read(go[0], &c, 1) < 0 && errno == EINTR) {
     }
+    // A grace period outside the commit mutex first (mnl.h); where membarrier is refused
+    // (nohz_full, no CONFIG_MEMBARRIER) the close waits as it would have.
+    ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
     ::close(fd);
     ::_exit(0);
   }

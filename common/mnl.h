@@ -86,6 +86,14 @@ class Socket {
   // answer and its exit a grace period sooner. The commit itself is complete and visible before
   // this is called; what the kernel still does is free what it deleted. Where the child cannot
   // be made, the socket is closed here, waiting as before. The socket is empty afterwards.
+  //
+  // The kernel waits for that grace period holding the netns's nftables commit mutex (the
+  // release flushes the deferred destroy under it), so every other commit in the meantime
+  // waits too: bridge's, in the DEL that follows portmap's (docs/benchmarks.md had 4.9 ms of
+  // "nft commit: waiting for the commit mutex" in bridge). The grandchild first waits for a
+  // grace period of its own, holding nothing (membarrier(MEMBARRIER_CMD_GLOBAL) is
+  // synchronize_rcu()): by then the commit's destroy work has run, and the release holds the
+  // mutex for microseconds.
   void release_detached();
 
  private:
