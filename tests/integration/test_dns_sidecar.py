@@ -924,3 +924,27 @@ def test_hostile_control_requests_are_refused_and_touch_nothing(env, netns, tmpd
     assert dig(c1, net.gateway, "web1") == [env.ip(c1)]
     assert control(env.state, b'{"op":"sync","network":"' + net.name.encode() + b'"}') == {"ok": True}
     assert dig(c1, net.gateway, "web1") == [env.ip(c1)]
+
+
+def test_without_tether_dns_beside_it_add_fails_cleanly(env, tmpdir_run):
+    """The daemon is tether-dns, started from the plugin's own directory: a dns-sidecar
+    installed without it fails ADD with the CNI error naming it, and leaves no record behind;
+    `dns-sidecar list` says what it could not run."""
+    import shutil
+    lone = Path(tmpdir_run) / "lone-bin"
+    lone.mkdir()
+    shutil.copy(BIN / PLUGIN, lone / PLUGIN)
+    net = env.network("a")
+    conf = dict(net.conflist()["plugins"][1], name=net.name, cniVersion="1.1.0")
+    conf["prevResult"] = {"cniVersion": "1.1.0",
+                          "ips": [{"address": f"{net.prefix}.9/24", "gateway": net.gateway}]}
+    res = run_plugin(PLUGIN, "ADD", conf, bindir=lone, netns="/proc/1/ns/net",
+                     env={"CNI_NETNS_OVERRIDE": "1"})
+    assert res.rc == 1 and res.code == 50, res
+    assert str(lone / "tether-dns") in res.json["msg"] + res.json.get("details", ""), res
+    records = Path(env.state) / "records"
+    assert not records.exists() or not any(records.rglob("*.json")), list(records.rglob("*"))
+    assert daemon_pid(env.state) is None
+    out = subprocess.run([str(lone / PLUGIN), "list", "--state-dir", str(env.state)],
+                         capture_output=True, text=True)
+    assert out.returncode == 127 and "tether-dns" in out.stderr, out
