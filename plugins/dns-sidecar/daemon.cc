@@ -37,7 +37,7 @@ int run_daemon(DaemonArgs a) {
   if (a.daemonize) {
     std::string log = a.log_file.empty() ? default_log_path(a.server.state_dir) : a.log_file;
     if (auto parent_exit =
-            daemon::fork_off("dns-sidecar daemon", a.server.state_dir, log, ready_fd)) {
+            daemon::fork_off("tether-dns daemon", a.server.state_dir, log, ready_fd)) {
       return *parent_exit;
     }
     a.log_file.clear();  // stderr is the log file now

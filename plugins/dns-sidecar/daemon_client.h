@@ -1,6 +1,6 @@
 #pragma once
-// The plugin's side of the DNS daemon: a control connection, starting `dns-sidecar daemon
-// --daemonize` (this very binary) when none listens.
+// The plugin's side of the DNS daemon: a control connection, starting `tether-dns daemon
+// --daemonize` (installed beside the plugin) when none listens.
 #include "common/control.h"
 #include "plugins/dns-sidecar/config.h"
 
