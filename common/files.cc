@@ -64,7 +64,10 @@ FileLock FileLock::exclusive(const std::string& path) {
 }
 
 void ensure_dir(const std::string& path, mode_t mode) {
-  for (size_t pos = 1; pos <= path.size(); ++pos) {
+  // The whole path first: on every call but a directory's first, one mkdir instead of one per
+  // component.
+  const bool made = ::mkdir(path.c_str(), mode) == 0 || errno == EEXIST;
+  for (size_t pos = 1; !made && pos <= path.size(); ++pos) {
     if (pos == path.size() || path[pos] == '/') {
       std::string part = path.substr(0, pos);
       if (::mkdir(part.c_str(), mode) != 0 && errno != EEXIST) {
@@ -311,7 +314,7 @@ std::vector<DirEntry> list_dir_inodes(const std::string& dir) {
   }
   while (dirent* e = ::readdir(d.get())) {
     std::string name = e->d_name;
-    if (name != "." && name != "..") out.push_back({std::move(name), e->d_ino});
+    if (name != "." && name != "..") out.push_back({std::move(name), e->d_ino, e->d_type});
   }
   return out;
 }

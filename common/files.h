@@ -88,10 +88,12 @@ bool remove_file(const std::string& path);
 // Names in `dir` (no "." or ".."), empty when the directory does not exist.
 std::vector<std::string> list_dir(const std::string& dir);
 
-// As list_dir, with each name's inode number as readdir reports it (no stat per name).
+// As list_dir, with each name's inode number and type as readdir reports them (no stat per
+// name).
 struct DirEntry {
   std::string name;
   ino_t ino;
+  unsigned char type = 0;  // d_type: DT_DIR, DT_REG, ...; DT_UNKNOWN (0) where the fs won't say
 };
 std::vector<DirEntry> list_dir_inodes(const std::string& dir);
 

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "common/crash_point.h"
@@ -36,6 +37,40 @@ std::vector<Lease> live_leases(LeaseStore& store) {
   return out;
 }
 
+// The leases a call looks at: every live one (listed), or, when the owner index names every
+// lease (the store is sealed, lease_store.h), only the caller's; the taken addresses are then
+// asked of the directory one name at a time, and a call costs the same with 1 lease or 10,000.
+struct Seen {
+  std::vector<Lease> leases;
+  bool listed;
+};
+
+Seen leases_for(LeaseStore& store, const Attachment& who) {
+  if (store.indexed()) return {store.leases_of(who), false};
+  return {live_leases(store), true};
+}
+
+// Which addresses are taken: the listing's, or the directory's when the call did not list it,
+// and those this call has planned.
+class Taken {
+ public:
+  Taken(const LeaseStore& store, const Seen& seen) : store_(store) {
+    if (seen.listed) {
+      listed_.emplace();
+      for (const auto& l : seen.leases) listed_->insert(l.ip);
+    }
+  }
+  bool count(const IpAddr& ip) const {
+    return planned_.count(ip) || (listed_ ? listed_->count(ip) > 0 : store_.leased(ip));
+  }
+  void insert(const IpAddr& ip) { planned_.insert(ip); }
+
+ private:
+  const LeaseStore& store_;
+  std::optional<std::set<IpAddr>> listed_;
+  std::set<IpAddr> planned_;
+};
+
 std::string range_prefix(size_t set) {
   return "failed to allocate for range " + std::to_string(set) + ": ";
 }
@@ -59,8 +94,7 @@ std::vector<std::optional<IpAddr>> place_requested(const Config& config,
 }
 
 // Set `i`'s requested address, when it is neither the gateway nor taken.
-Planned plan_requested(const RangeSet& set, size_t i, const IpAddr& ip,
-                       const std::set<IpAddr>& taken) {
+Planned plan_requested(const RangeSet& set, size_t i, const IpAddr& ip, const Taken& taken) {
   const Range* r = range_for(set, ip);
   if (ip == r->gw()) {
     throw Error(kErrInvalidConfig,
@@ -73,10 +107,11 @@ Planned plan_requested(const RangeSet& set, size_t i, const IpAddr& ip,
   return {i, ip, r};
 }
 
-// Set `i`'s next free address after the last reserved one; the attachment must hold none yet.
+// Set `i`'s next free address after the last reserved one; the attachment must hold none yet
+// (`leases` holds at least all of its).
 Planned plan_next_free(const LeaseStore& store, const RangeSet& set, size_t i,
                        const Attachment& who, const std::vector<Lease>& leases,
-                       const std::set<IpAddr>& taken) {
+                       const Taken& taken) {
   // The spec forbids a second ADD for an attachment without a DEL in between.
   for (const auto& l : leases) {
     if ((l.held_by(who) || l.legacy_held_by(who.container_id)) && range_for(set, l.ip)) {
@@ -97,9 +132,9 @@ Planned plan_next_free(const LeaseStore& store, const RangeSet& set, size_t i,
 }
 
 // Decides the address for every set without writing anything, so that every error the
-// reference can raise is raised before the first write. `taken` is every leased address.
+// reference can raise is raised before the first write.
 std::vector<Planned> plan(const LeaseStore& store, const Config& config, const Attachment& who,
-                          const std::vector<Lease>& leases, std::set<IpAddr>& taken) {
+                          const std::vector<Lease>& leases, Taken& taken) {
   std::vector<IpAddr> unfulfilled;
   std::vector<std::optional<IpAddr>> requested = place_requested(config, unfulfilled);
   std::vector<Planned> out;
@@ -125,10 +160,9 @@ std::vector<Planned> plan(const LeaseStore& store, const Config& config, const A
 
 std::vector<IpConfig> allocate(LeaseStore& store, const Config& config, const Attachment& who) {
   crash_point("after-lock");
-  std::vector<Lease> leases = live_leases(store);
-  std::set<IpAddr> taken;
-  for (const auto& l : leases) taken.insert(l.ip);
-  std::vector<Planned> planned = plan(store, config, who, leases, taken);
+  const Seen seen = leases_for(store, who);
+  Taken taken(store, seen);
+  std::vector<Planned> planned = plan(store, config, who, seen.leases, taken);
 
   // Leases first, hints after: a failure before the last lease removes the ones written, and
   // the hints are only touched once every lease is in place.
@@ -156,6 +190,7 @@ std::vector<IpConfig> allocate(LeaseStore& store, const Config& config, const At
     }
     crash_point("after-last-reserved");
   }
+  store.seal();
 
   std::vector<IpConfig> out;
   for (const auto& p : planned) {
@@ -165,7 +200,7 @@ std::vector<IpConfig> allocate(LeaseStore& store, const Config& config, const At
 }
 
 size_t release(LeaseStore& store, const Attachment& who) {
-  std::vector<Lease> leases = live_leases(store);
+  const std::vector<Lease> leases = leases_for(store, who).leases;
   std::vector<const Lease*> mine;
   for (const auto& l : leases) {
     if (l.held_by(who)) mine.push_back(&l);
@@ -183,10 +218,12 @@ size_t release(LeaseStore& store, const Attachment& who) {
     crash_point("after-release");
   }
   failures.raise("failed to release every lease of " + who.container_id);
+  store.seal();
   return mine.size();
 }
 
 bool holds(LeaseStore& store, const Attachment& who) {
+  if (store.indexed()) return !store.leases_of(who).empty();
   for (const auto& l : store.scan(/*repair=*/false)) {
     if (l.held_by(who) || l.legacy_held_by(who.container_id)) return true;
   }
@@ -209,6 +246,7 @@ size_t collect_garbage(LeaseStore& store, const std::vector<Attachment>& valid) 
     crash_point("after-release");
   }
   failures.raise("GC failed to release every stale lease");
+  store.seal();
   return released;
 }
 

@@ -1,10 +1,13 @@
 #include "plugins/ipam-host-local/lease_store.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <unordered_map>
 
 #include "common/crash_point.h"
@@ -17,6 +20,7 @@ namespace {
 
 constexpr const char* kLastReservedPrefix = "last_reserved_ip.";
 constexpr const char* kIndexDir = ".tether-owners";
+constexpr const char* kSealName = "sealed";  // no ":", so never a holder's directory
 constexpr size_t kMaxNameLen = 255;
 constexpr const char* kLineBreak = "\r\n";
 
@@ -45,16 +49,27 @@ bool Lease::legacy_held_by(const std::string& container_id) const { return owner
 
 std::string lease_file_name(const IpAddr& ip) { return ip.str(); }
 
-std::string index_entry_name(const IpAddr& ip, const Attachment& a) {
+namespace {
+
+// The holder's directory in the index, "<ifname>:<containerID>"; empty when `a` cannot be
+// indexed.
+std::string holder_dir(const Attachment& a) {
   if (a.ifname.empty() || a.container_id.empty() ||
       a.ifname.find_first_of(":/") != std::string::npos ||
       a.container_id.find_first_of("/ \t\n\v\f\r") != std::string::npos ||
       a.ifname.find_first_of(" \t\n\v\f\r") != std::string::npos) {
     return {};
   }
-  std::string name = lease_file_name(ip) + "," + a.ifname + ":" + a.container_id;
-  if (name.size() > kMaxNameLen) return {};
-  return name;
+  std::string holder = a.ifname + ":" + a.container_id;
+  if (holder.size() > kMaxNameLen) return {};
+  return holder;
+}
+
+}  // namespace
+
+std::string index_entry_name(const IpAddr& ip, const Attachment& a) {
+  std::string holder = holder_dir(a);
+  return holder.empty() ? holder : holder + "/" + lease_file_name(ip);
 }
 
 namespace {
@@ -73,10 +88,62 @@ std::string index_dir_for(const std::string& dir) {
   return dir.substr(0, slash + 1) + kIndexDir + "/" + dir.substr(slash + 1);
 }
 
+// The holder a directory of the index names: "<ifname>:<containerID>" as "<id>\r\n<ifname>".
+std::optional<std::string> holder_of(const std::string& name) {
+  auto colon = name.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == name.size()) return std::nullopt;
+  return name.substr(colon + 1) + kLineBreak + name.substr(0, colon);
+}
+
+bool is_dir(const std::string& path, unsigned char type) {
+  if (type != DT_UNKNOWN) return type == DT_DIR;
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string mtime_text(const timespec& t) {
+  return std::to_string(t.tv_sec) + "." + std::to_string(t.tv_nsec);
+}
+
 }  // namespace
 
 LeaseStore::LeaseStore(std::string dir, FileLock lock)
-    : dir_(std::move(dir)), index_dir_(index_dir_for(dir_)), lock_(std::move(lock)) {}
+    : dir_(std::move(dir)), index_dir_(index_dir_for(dir_)), lock_(std::move(lock)) {
+  sealed_ = known_ = seal_holds();
+}
+
+bool LeaseStore::seal_holds() const {
+  std::optional<std::string> text;
+  try {
+    text = read_file(index_dir_ + "/" + kSealName, kErrIo, 64);
+  } catch (const Error&) {
+    return false;
+  }
+  struct stat st {};
+  return text && ::stat(dir_.c_str(), &st) == 0 && *text == mtime_text(st.st_mtim);
+}
+
+void LeaseStore::seal() {
+  const std::string stamp = index_dir_ + "/" + kSealName;
+  if (indexed() && sealed_) return;  // nothing written since the seal was found to hold
+  if (indexed()) {
+    // A second in the past: every later change of the directory, by anyone, stamps the present.
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    const timespec times[2] = {{0, UTIME_OMIT}, {now.tv_sec - 1, now.tv_nsec}};
+    if (::utimensat(AT_FDCWD, dir_.c_str(), times, 0) == 0) {
+      try {
+        ensure_dir(index_dir_, 0755);
+        atomic_replace(stamp, mtime_text(times[1]), 0600);
+        sealed_ = true;
+        return;
+      } catch (const Error& e) {
+        spdlog::debug("cannot seal {}: {}", dir_, e.what());
+      }
+    }
+  }
+  ::unlink(stamp.c_str());
+}
 
 LeaseStore LeaseStore::open(const std::string& dir) {
   ensure_dir(dir, 0755);
@@ -134,28 +201,42 @@ std::vector<std::string> scan_lease_files(const std::string& dir, bool repair, I
   return order;
 }
 
-// The holders the index names, by lease file; stale entries are removed with `repair`.
+// Removes an index entry that names no lease (`repair` only); one that stays is ignored.
+void drop_entry(const std::string& path, bool repair) {
+  if (!repair) return;
+  try {
+    remove_file(path);
+  } catch (const Error&) {
+    // a stale entry is ignored as long as it stays
+  }
+}
+
+// The holders the index names, by lease file. With `repair`, removes what names none: entries
+// that are not the lease's inode, a second holder's link to a lease already named, the flat
+// "<ip>,<ifname>:<id>" entries of tether before the holders' directories, and directories left
+// empty.
 Indexed scan_index(const std::string& index_dir, const Inodes& files, bool repair) {
   Indexed indexed;
-  for (auto& e : list_dir_inodes(index_dir)) {
-    auto comma = e.name.find(',');
-    auto colon = e.name.find(':', comma == std::string::npos ? 0 : comma);
-    std::string file = e.name.substr(0, comma);
-    auto it = files.find(file);
-    if (comma == std::string::npos || colon == std::string::npos || it == files.end() ||
-        it->second != e.ino) {
-      if (repair) {
-        try {
-          remove_file(index_dir + "/" + e.name);
-        } catch (const Error&) {
-          // a stale entry is ignored as long as it stays
-        }
-      }
+  for (auto& d : list_dir_inodes(index_dir)) {
+    if (d.name == kSealName) continue;
+    const std::string sub = index_dir + "/" + d.name;
+    std::optional<std::string> holder = holder_of(d.name);
+    if (!is_dir(sub, d.type)) {
+      drop_entry(sub, repair);
       continue;
     }
-    std::string owner =
-        e.name.substr(colon + 1) + kLineBreak + e.name.substr(comma + 1, colon - comma - 1);
-    indexed.emplace(std::move(file), std::make_pair(std::move(owner), std::move(e.name)));
+    if (!holder) continue;  // not ours to judge: no holder's directory
+    bool any = false;
+    for (auto& e : list_dir_inodes(sub)) {
+      auto it = files.find(e.name);
+      if (it == files.end() || it->second != e.ino ||
+          !indexed.emplace(e.name, std::make_pair(*holder, d.name + "/" + e.name)).second) {
+        drop_entry(sub + "/" + e.name, repair);
+        continue;
+      }
+      any = true;
+    }
+    if (repair && !any) ::rmdir(sub.c_str());
   }
   return indexed;
 }
@@ -163,6 +244,7 @@ Indexed scan_index(const std::string& index_dir, const Inodes& files, bool repai
 }  // namespace
 
 std::vector<Lease> LeaseStore::scan(bool repair) {
+  if (repair) sealed_ = false;
   Inodes files;
   std::vector<std::string> order = scan_lease_files(dir_, repair, files);
   Indexed indexed = scan_index(index_dir_, files, repair);
@@ -191,7 +273,35 @@ std::vector<Lease> LeaseStore::scan(bool repair) {
     }
     out.push_back(std::move(l));
   }
+  if (repair) {
+    known_ = true;
+    unindexed_.clear();
+    for (const Lease& l : out) {
+      if (l.index_entry.empty()) unindexed_.insert(l.file);
+    }
+  }
   return out;
+}
+
+std::vector<Lease> LeaseStore::leases_of(const Attachment& a) const {
+  std::vector<Lease> out;
+  const std::string holder = holder_dir(a);
+  if (holder.empty()) return out;  // never indexed: in an indexed store, it holds nothing
+  for (auto& e : list_dir_inodes(index_dir_ + "/" + holder)) {
+    auto ip = IpAddr::parse(e.name);
+    struct stat st {};
+    if (!ip || ::lstat(path(e.name).c_str(), &st) != 0 || st.st_ino != e.ino) continue;  // stale
+    out.push_back(Lease{ip->unmapped(), e.name, a.container_id + kLineBreak + a.ifname,
+                        holder + "/" + e.name});
+  }
+  return out;
+}
+
+bool LeaseStore::leased(const IpAddr& ip) const {
+  struct stat st {};
+  if (::lstat(path(lease_file_name(ip)).c_str(), &st) == 0) return true;
+  if (errno == ENOENT) return false;
+  throw_errno("failed to stat " + path(lease_file_name(ip)), errno, kErrIo);
 }
 
 bool LeaseStore::link_index(const std::string& file, const std::string& entry) {
@@ -200,7 +310,7 @@ bool LeaseStore::link_index(const std::string& file, const std::string& entry) {
     if (::link(path(file).c_str(), target.c_str()) == 0) return true;
     if (errno == ENOENT) {
       try {
-        ensure_dir(index_dir_, 0755);
+        ensure_dir(target.substr(0, target.find_last_of('/')), 0755);
       } catch (const Error&) {
         return false;
       }
@@ -234,19 +344,27 @@ bool LeaseStore::reserve(const IpAddr& ip, const Attachment& owner) {
                                   /*sync_dir=*/false);
   crash_point("after-lease-write");
   if (created) {
+    sealed_ = false;
     std::string entry = index_entry_name(ip, owner);
-    if (!entry.empty()) link_index(lease_file_name(ip), entry);
+    if (entry.empty() || !link_index(lease_file_name(ip), entry)) {
+      unindexed_.insert(lease_file_name(ip));
+    }
   }
   return created;
 }
 
 void LeaseStore::release(const Lease& lease) {
+  sealed_ = false;
   remove_file(path(lease.file));
+  unindexed_.erase(lease.file);
   if (!lease.index_entry.empty()) {
+    const std::string entry = index_dir_ + "/" + lease.index_entry;
     try {
-      remove_file(index_dir_ + "/" + lease.index_entry);
+      remove_file(entry);
+      ::rmdir(entry.substr(0, entry.find_last_of('/')).c_str());  // fails while others remain
     } catch (const Error&) {
-      // left stale: the next scan removes it
+      // left stale: not the lease's inode once the address is leased again, and the next scan
+      // removes it
     }
   }
 }
@@ -270,6 +388,7 @@ std::optional<IpAddr> LeaseStore::last_reserved(size_t set_index) const {
 // round-robin (both readers, ours and the reference's, fall back to the range start), and the
 // two fsyncs it would cost per range set are most of an ADD on a busy disk.
 void LeaseStore::set_last_reserved(size_t set_index, const IpAddr& ip) {
+  sealed_ = false;
   atomic_replace(path(kLastReservedPrefix + std::to_string(set_index)), lease_file_name(ip), 0600);
 }
 

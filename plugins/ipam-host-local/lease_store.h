@@ -11,18 +11,32 @@
 //
 // The owner index, ours alone, outside the lease directory so that the reference never sees it
 // and the directory stays file for file what the reference writes:
-//   <dataDir>/.tether-owners/<network>/<ip>,<ifname>:<containerID>
-// each a hard link to the lease <ip> (same inode, hence same content). It names every lease's
-// holder without opening the lease: listing both directories (readdir gives the inode numbers)
-// is all ADD, DEL and CHECK read, however many leases there are. An entry is trusted only while
-// it is the same inode as the lease of its address; one that is not (the reference released the
-// lease, perhaps leased the address again) is stale and removed. A lease with no entry (written
-// by the reference or an older tether, or a kill between the lease's link and the entry's) is
-// read as before and then indexed ("adopted"). Network names cannot start with ".", so the
-// index cannot collide with a network; ifnames cannot contain ":", so the entry's name parses
-// back to exactly one (containerID, ifname).
+//   <dataDir>/.tether-owners/<network>/<ifname>:<containerID>/<ip>
+//                                            a hard link to the lease <ip> (same inode, hence
+//                                            same content), one directory per holder
+//   <dataDir>/.tether-owners/<network>/sealed
+//                                            "<sec>.<nsec>": the lease directory's mtime as
+//                                            tether left it, with every lease indexed
+// An entry is trusted only while it is the same inode as the lease of its address; one that is
+// not (the reference released the lease, perhaps leased the address again) is stale. A lease
+// with no entry (written by the reference or an older tether, or a kill between the lease's
+// link and the entry's) is read and then indexed ("adopted"). Network names cannot start with
+// ".", so the index cannot collide with a network; ifnames cannot contain ":", so a holder's
+// directory name parses back to exactly one (containerID, ifname).
+//
+// The seal is what makes a call's cost independent of the number of leases. After its last
+// write, a call that knows every lease to be indexed sets the lease directory's mtime to a
+// second in the past and records that time in `sealed`. Any later change of the directory by
+// anyone (a lease created or removed, the reference's last_reserved_ip.* rename, a temp file a
+// killed writer left) sets its mtime to the present, which can never equal the recorded past.
+// So a call that finds the two equal knows the index is still complete, and reads only the
+// holder's own directory and the names it probes: no listing of the leases. Otherwise it lists
+// both directories (readdir gives the inode numbers), adopts and repairs as above, and seals
+// again at its end. Leases that cannot be indexed (a legacy one, a container ID with "/" or a
+// name too long) leave the store unsealed, and each call lists as before.
 #include <cstddef>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,8 +61,9 @@ struct Lease {
 // matches for every address a range can hold (IPv4-mapped ones are canonicalized to IPv4).
 std::string lease_file_name(const IpAddr& ip);
 
-// The owner index's name for `ip` leased to `a`; empty when `a` cannot be indexed (an ifname
-// with ":", an ID with "/", a name too long), then its leases are read instead.
+// The owner index's name for `ip` leased to `a`, "<ifname>:<containerID>/<ip>"; empty when `a`
+// cannot be indexed (an ifname with ":", an ID with "/", a name too long), then its leases are
+// read instead.
 std::string index_entry_name(const IpAddr& ip, const Attachment& a);
 
 class LeaseStore {
@@ -67,8 +82,21 @@ class LeaseStore {
 
   // Every lease, with its holder from the owner index, reading only leases the index does not
   // name. With `repair` (the lock's holder may write): removes temp files and stale index
-  // entries, and indexes what it had to read. Without, changes nothing.
+  // entries, and indexes what it had to read; the store is then complete when every lease but
+  // the empty ones (which the caller removes) has an entry. Without, changes nothing.
   std::vector<Lease> scan(bool repair);
+
+  // Whether the index names every lease (header comment): sealed, and the seal still holds, or
+  // made so by scan(repair) and this store's own writes since.
+  bool indexed() const { return known_ && unindexed_.empty(); }
+  // The leases of `a`, from its holder's directory in the index alone; only meaningful when
+  // indexed(): then they are all of a's (a legacy lease is never indexed).
+  std::vector<Lease> leases_of(const Attachment& a) const;
+  // Whether the lease file of `ip` exists, nothing read.
+  bool leased(const IpAddr& ip) const;
+  // A call's last step after its writes: seals the store when it is indexed(), and removes the
+  // seal otherwise. Never fails: an unsealed store only costs the next call a listing.
+  void seal();
   // The names of the lease files, nothing read.
   std::vector<IpAddr> leased_addresses() const;
 
@@ -93,9 +121,17 @@ class LeaseStore {
   // Links lease `file` into the index as `entry`; false (and nothing left) when it cannot.
   bool link_index(const std::string& file, const std::string& entry);
 
+  // Whether `sealed` still names the lease directory's mtime.
+  bool seal_holds() const;
+
   std::string dir_;
   std::string index_dir_;
   FileLock lock_;
+  // Whether unindexed_ is known to name every lease without an index entry: the seal held at
+  // open (none), or scan(repair) listed them; this store's own writes keep it up to date.
+  bool known_ = false;
+  std::set<std::string> unindexed_;
+  bool sealed_ = false;  // the seal held at open and nothing was written since
 };
 
 }  // namespace cni::hostlocal

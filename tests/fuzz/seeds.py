@@ -127,6 +127,13 @@ add("hostlocal_lease", "index", SEP.join(["10.1.0.2\n" + lease("c1", "eth0"), "+
                                           "+10.1.0.9,eth0:gone\n", ".10.1.0.4.tmp-1-2\nhalf"]))
 add("hostlocal_lease", "mine", SEP.join(["10.1.0.7\n" + lease("fuzz-container", "eth0"),
                                          "+10.1.0.7,eth0:fuzz-container\n", "lock\n"]))
+add("hostlocal_lease", "holders", SEP.join(["10.1.0.2\n" + lease("c1", "eth0"), "+eth0:c1/10.1.0.2\n",
+                                            "fd00::4\n" + lease("c1", "eth0"), "+eth0:c1/fd00::4\n",
+                                            "10.1.0.3\n" + lease("c2", "eth0"), "+eth0:c1/10.1.0.3\n",
+                                            "+eth0:c2/10.1.0.3\n", "+eth0:gone/10.1.0.9\n",
+                                            "+junk/10.1.0.2\n"]))
+add("hostlocal_lease", "mine-holder", SEP.join(["10.1.0.7\n" + lease("fuzz-container", "eth0"),
+                                                "+eth0:fuzz-container/10.1.0.7\n"]))
 add("hostlocal_lease", "full", SEP.join(f"10.1.0.{i}\n" + lease(f"c{i}", "eth0") for i in range(1, 15)))
 
 add("state_bridge", "basic", json.dumps({

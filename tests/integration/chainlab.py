@@ -126,10 +126,11 @@ class Lab:
             rel = str(f.relative_to(self.tmp))
             if rel.startswith("bin") or f.is_dir() or f.name in ("victim.pid", "trace", ".fill"):
                 continue
-            # Content for what names an attachment; names only for bookkeeping files.
+            # Content for what names an attachment; names only for bookkeeping files (the
+            # round-robin hints, the lock, the owner index's seal: host-local's README).
             if f.suffix == ".json" or (rel.startswith("ipam/") and
                                        not f.name.startswith("last_reserved") and
-                                       f.name != "lock"):
+                                       f.name not in ("lock", "sealed")):
                 files[rel] = f.read_text()
             else:
                 files[rel] = None
@@ -185,8 +186,11 @@ class Killer:
             return
         time.sleep(self.delay)
         if alive(pid, self.target):
-            os.kill(pid, signal.SIGKILL)
-            self.killed = True
+            try:
+                os.kill(pid, signal.SIGKILL)
+                self.killed = True
+            except ProcessLookupError:
+                pass  # it exited between the check and the kill: not killed
 
     def join(self):
         self.stop.set()

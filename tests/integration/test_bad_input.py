@@ -125,10 +125,12 @@ class Lab:
     def leftovers(self):
         left = [l for l in sh("ip", "-o", "link", "show").split() if l.startswith(RUN)]
         left += [t for t in sh("nft", "list", "tables", check=False).splitlines() if RUN in t]
-        # host-local keeps only its lock (and last_reserved_ip) when nothing is leased.
+        # host-local keeps only its lock (and last_reserved_ip, and its owner index's seal)
+        # when nothing is leased.
         if self.ipam_dir.exists():
             for f in self.ipam_dir.rglob("*"):
-                if f.is_file() and f.name != "lock" and not f.name.startswith("last_reserved_ip"):
+                if f.is_file() and f.name not in ("lock", "sealed") and \
+                        not f.name.startswith("last_reserved_ip"):
                     left.append(str(f))
         for p, d in self.state.items():
             if d.exists():

@@ -1,6 +1,9 @@
 // host-local allocation against a real lease directory in a temp dir: order, round-robin,
 // requested addresses, duplicates, exhaustion with nothing written, DEL/CHECK/GC, STATUS.
+#include <dirent.h>
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -238,11 +241,29 @@ namespace {
 
 std::string index_dir(const Config& c) { return c.data_dir + "/.tether-owners/" + c.network; }
 
-// The owner index as {entry name: inode}, and the inode of each lease file.
+// A directory as {name: inode}; for the owner index, {"<holder>/<ip>": inode}, the seal left
+// out (seal() below).
 std::map<std::string, ino_t> inodes(const std::string& dir) {
   std::map<std::string, ino_t> out;
-  for (const auto& e : cni::list_dir_inodes(dir)) out[e.name] = e.ino;
+  for (const auto& e : cni::list_dir_inodes(dir)) {
+    if (e.name == "sealed") continue;
+    if (e.type == DT_DIR) {
+      for (const auto& f : cni::list_dir_inodes(dir + "/" + e.name)) {
+        out[e.name + "/" + f.name] = f.ino;
+      }
+    } else {
+      out[e.name] = e.ino;
+    }
+  }
   return out;
+}
+
+// The seal's text, and the lease directory's mtime in the same form; "" when there is none.
+std::string seal(const Config& c) { return cni::read_file(index_dir(c) + "/sealed").value_or(""); }
+std::string mtime(const Config& c) {
+  struct stat st {};
+  REQUIRE(::stat(c.store_dir().c_str(), &st) == 0);
+  return std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
 }
 
 }  // namespace
@@ -255,16 +276,17 @@ TEST_CASE("hostlocal owner index: one hard link per lease, outside the lease dir
   add(c, "b", "eth1");
   auto leases = inodes(c.store_dir());
   CHECK(inodes(index_dir(c)) ==
-        std::map<std::string, ino_t>{{"10.5.0.2,eth0:a", leases.at("10.5.0.2")},
-                                     {"10.5.0.3,eth1:b", leases.at("10.5.0.3")},
-                                     {"fd00:5::2,eth0:a", leases.at("fd00:5::2")},
-                                     {"fd00:5::3,eth1:b", leases.at("fd00:5::3")}});
+        std::map<std::string, ino_t>{{"eth0:a/10.5.0.2", leases.at("10.5.0.2")},
+                                     {"eth1:b/10.5.0.3", leases.at("10.5.0.3")},
+                                     {"eth0:a/fd00:5::2", leases.at("fd00:5::2")},
+                                     {"eth1:b/fd00:5::3", leases.at("fd00:5::3")}});
   // The lease directory is what the reference writes, nothing more.
   CHECK(snapshot(c).size() == 4 + 2 + 1);
   CHECK(del(c, "a") == 2);
   CHECK(inodes(index_dir(c)).size() == 2);
   CHECK(del(c, "b", "eth1") == 2);
   CHECK(inodes(index_dir(c)).empty());
+  CHECK(cni::list_dir(index_dir(c)) == std::vector<std::string>{"sealed"});  // holders' dirs gone
 }
 
 TEST_CASE("hostlocal owner index: leases without an entry are read and adopted") {
@@ -276,13 +298,13 @@ TEST_CASE("hostlocal owner index: leases without an entry are read and adopted")
   cni::atomic_write(c.store_dir() + "/10.5.0.5", "old", 0600);  // legacy: never indexed
   std::string msg;
   CHECK(add_error(c, "r", &msg) == cni::hostlocal::kErrDuplicateAllocation);
-  CHECK(inodes(index_dir(c)).at("10.5.0.4,eth0:r") == inodes(c.store_dir()).at("10.5.0.4"));
-  CHECK(inodes(index_dir(c)).count("10.5.0.5,eth0:old") == 0);
+  CHECK(inodes(index_dir(c)).at("eth0:r/10.5.0.4") == inodes(c.store_dir()).at("10.5.0.4"));
+  CHECK(inodes(index_dir(c)).count("eth0:old/10.5.0.5") == 0);
   CHECK(add(c, "b") == std::vector<std::string>{"10.5.0.3/29 gw 10.5.0.1"});
   CHECK(add(c, "e") == std::vector<std::string>{"10.5.0.6/29 gw 10.5.0.1"});  // skips .4, .5
   CHECK(del(c, "r") == 1);
   CHECK(del(c, "old", "eth3") == 1);
-  CHECK(inodes(index_dir(c)).count("10.5.0.4,eth0:r") == 0);
+  CHECK(inodes(index_dir(c)).count("eth0:r/10.5.0.4") == 0);
 }
 
 TEST_CASE("hostlocal owner index: an entry is trusted only while it is the lease's inode") {
@@ -299,12 +321,12 @@ TEST_CASE("hostlocal owner index: an entry is trusted only while it is the lease
   }
   CHECK(del(c, "a") == 0);
   CHECK(inodes(index_dir(c)) ==
-        std::map<std::string, ino_t>{{"10.5.0.2,eth0:x", inodes(c.store_dir()).at("10.5.0.2")}});
+        std::map<std::string, ino_t>{{"eth0:x/10.5.0.2", inodes(c.store_dir()).at("10.5.0.2")}});
   CHECK(add(c, "a") == std::vector<std::string>{"10.5.0.3/29 gw 10.5.0.1"});
   // A lease removed under the index's feet leaves an entry that no longer counts.
   cni::remove_file(c.store_dir() + "/10.5.0.3");
   CHECK(add(c, "a") == std::vector<std::string>{"10.5.0.4/29 gw 10.5.0.1"});
-  CHECK(inodes(index_dir(c)).count("10.5.0.3,eth0:a") == 0);
+  CHECK(inodes(index_dir(c)).count("eth0:a/10.5.0.3") == 0);
   CHECK(del(c, "a") == 1);
   CHECK(del(c, "x") == 1);
   CHECK(inodes(index_dir(c)).empty());
@@ -321,6 +343,113 @@ TEST_CASE("hostlocal owner index: names that cannot be indexed are read instead"
   CHECK(inodes(index_dir(c)).empty());
   CHECK(add_error(c, long_id) == cni::hostlocal::kErrDuplicateAllocation);
   CHECK(del(c, long_id) == 1);
+}
+
+TEST_CASE("hostlocal owner index: the flat entries of an older tether are replaced") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a");
+  add(c, "b");
+  // As tether wrote the index before the holders' directories, unsealed.
+  const std::string idx = index_dir(c);
+  fs::remove_all(idx);
+  cni::ensure_dir(idx);
+  REQUIRE(::link((c.store_dir() + "/10.5.0.2").c_str(), (idx + "/10.5.0.2,eth0:a").c_str()) == 0);
+  CHECK(add(c, "e") == std::vector<std::string>{"10.5.0.4/29 gw 10.5.0.1"});
+  const auto leases = inodes(c.store_dir());
+  CHECK(inodes(idx) == std::map<std::string, ino_t>{{"eth0:a/10.5.0.2", leases.at("10.5.0.2")},
+                                                    {"eth0:b/10.5.0.3", leases.at("10.5.0.3")},
+                                                    {"eth0:e/10.5.0.4", leases.at("10.5.0.4")}});
+  CHECK(seal(c) == mtime(c));
+}
+
+TEST_CASE("hostlocal seal: a sealed store is read through the holder's directory alone") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a");
+  CHECK(seal(c) == mtime(c));
+  // The seal: a time in the past, which no later change of the directory can stamp.
+  CHECK(std::stoll(seal(c)) < static_cast<long long>(::time(nullptr)));
+  {
+    LeaseStore store = LeaseStore::open(c.store_dir());
+    CHECK(store.indexed());
+    CHECK(cni::hostlocal::holds(store, {"a", "eth0"}));
+    CHECK_FALSE(cni::hostlocal::holds(store, {"a", "eth1"}));
+  }
+  // A lease written as the reference writes it, then the directory's mtime put back to the
+  // seal's: a sealed call does not list the directory, so it does not see that lease's holder
+  // (this is what the seal spares; the next case shows no real writer can do this).
+  const std::string sealed = seal(c);
+  cni::atomic_write(c.store_dir() + "/10.5.0.5", "r\r\neth0", 0600);
+  const auto dot = sealed.find('.');
+  const timespec t[2] = {{0, UTIME_OMIT},
+                         {std::stoll(sealed.substr(0, dot)), std::stol(sealed.substr(dot + 1))}};
+  REQUIRE(::utimensat(AT_FDCWD, c.store_dir().c_str(), t, 0) == 0);
+  REQUIRE(seal(c) == mtime(c));
+  {
+    LeaseStore store = LeaseStore::open(c.store_dir());
+    CHECK(store.indexed());
+    CHECK_FALSE(cni::hostlocal::holds(store, {"r", "eth0"}));
+  }
+  // Its address is still taken: a sealed ADD probes the names it would take.
+  CHECK(add(c, "b") == std::vector<std::string>{"10.5.0.3/29 gw 10.5.0.1"});
+  CHECK(add(c, "e") == std::vector<std::string>{"10.5.0.4/29 gw 10.5.0.1"});
+  CHECK(add(c, "f") == std::vector<std::string>{"10.5.0.6/29 gw 10.5.0.1"});
+}
+
+TEST_CASE("hostlocal seal: any change of the lease directory by another writer breaks it") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a");
+  REQUIRE(seal(c) == mtime(c));
+  // The reference's ADD and DEL, under the lock as it takes it: the directory's mtime moves.
+  cni::atomic_write(c.store_dir() + "/10.5.0.4", "r\r\neth0", 0600);
+  {
+    LeaseStore store = LeaseStore::open(c.store_dir());
+    CHECK_FALSE(store.indexed());
+    CHECK(cni::hostlocal::holds(store, {"r", "eth0"}));
+  }
+  CHECK(add_error(c, "r") == cni::hostlocal::kErrDuplicateAllocation);
+  // That call listed and adopted r's lease; a failed call does not seal.
+  CHECK(inodes(index_dir(c)).at("eth0:r/10.5.0.4") == inodes(c.store_dir()).at("10.5.0.4"));
+  CHECK(seal(c) != mtime(c));
+  CHECK(add(c, "b") == std::vector<std::string>{"10.5.0.3/29 gw 10.5.0.1"});
+  CHECK(seal(c) == mtime(c));
+  cni::remove_file(c.store_dir() + "/10.5.0.2");  // the reference's DEL of a
+  {
+    LeaseStore store = LeaseStore::open(c.store_dir());
+    CHECK_FALSE(store.indexed());
+    CHECK_FALSE(cni::hostlocal::holds(store, {"a", "eth0"}));
+  }
+  CHECK(del(c, "r") == 1);
+  CHECK(seal(c) == mtime(c));
+  CHECK(inodes(index_dir(c)) ==
+        std::map<std::string, ino_t>{{"eth0:b/10.5.0.3", inodes(c.store_dir()).at("10.5.0.3")}});
+  // A crash's leftover (a temp file) breaks it too, and is removed by the next call.
+  cni::atomic_write(c.store_dir() + "/.10.5.0.6.tmp-9-9", "x\r\neth0", 0600);
+  CHECK(add(c, "e") == std::vector<std::string>{"10.5.0.4/29 gw 10.5.0.1"});
+  CHECK_FALSE(fs::exists(c.store_dir() + "/.10.5.0.6.tmp-9-9"));
+  CHECK(seal(c) == mtime(c));
+}
+
+TEST_CASE("hostlocal seal: a lease that cannot be indexed leaves the store unsealed") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a");
+  REQUIRE(!seal(c).empty());
+  add(c, std::string(300, 'z'));
+  CHECK(seal(c).empty());
+  CHECK_FALSE(LeaseStore::open(c.store_dir()).indexed());
+  CHECK(add_error(c, std::string(300, 'z')) == cni::hostlocal::kErrDuplicateAllocation);
+  CHECK(seal(c).empty());
+  CHECK(del(c, std::string(300, 'z')) == 1);
+  CHECK(seal(c) == mtime(c));  // every lease indexed again
+  // A legacy lease (the container ID alone) is never indexed either.
+  cni::atomic_write(c.store_dir() + "/10.5.0.6", "old", 0600);
+  add(c, "b");
+  CHECK(seal(c).empty());
+  CHECK(del(c, "old", "eth9") == 1);
+  CHECK(seal(c) == mtime(c));
 }
 
 TEST_CASE("hostlocal resolvConf parsing") {
