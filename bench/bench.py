@@ -169,7 +169,10 @@ class Bench:
         if side.floor:
             res.setdefault(op + "_exec", []).append(ms)
             try:
-                ms = json.loads(out)["ms"]
+                doc = json.loads(out)
+                ms = doc["ms"]
+                if "unregistered_ms" in doc:
+                    res.setdefault(op + "_unregistered", []).append(doc["unregistered_ms"])
             except (ValueError, KeyError):
                 ms = float("nan")
         res.setdefault(op, []).append(ms)

@@ -54,26 +54,32 @@ def chain_rows(r):
                     vals[side] = (med(xs[:n]), p90(xs[:n]))
                 if side == "floor":
                     vals["floor_exec"] = (med(v[op + "_exec"][:n]), p90(v[op + "_exec"][:n]))
+                    if v.get(op + "_unregistered"):
+                        vals["floor_unreg"] = (med(v[op + "_unregistered"][:n]),)
             rows.append((f"{op.upper()}, {n} sequential", vals))
     par = r["phases"]["par8"]
     for op in ("add", "del"):
         vals = {side: (med(v.get(op, [])), p90(v.get(op, []))) for side, v in par.items()}
         vals["floor_exec"] = (med(par["floor"][op + "_exec"]), p90(par["floor"][op + "_exec"]))
+        if par["floor"].get(op + "_unregistered"):
+            vals["floor_unreg"] = (med(par["floor"][op + "_unregistered"]),)
         rows.append((f"{op.upper()}, {r['counts']['par']} with 8 in parallel", vals))
     return rows
 
 
 def chain_table(r):
     out = ["| chain call (ms, median / p90) | reference | netavark | **tether** | kernel floor: "
-           "one netlink call (in one process, exec'd) | tether vs reference | tether vs netavark "
-           "| tether / floor |", "|---|---|---|---|---|---|---|---|"]
+           "one netlink call (in one process, exec'd; DEL: the pair unregistered after) | "
+           "tether vs reference | tether vs netavark | tether / floor |",
+           "|---|---|---|---|---|---|---|---|"]
     for label, v in chain_rows(r):
         def cell(k):
             return f"{ms(v[k][0])} / {ms(v[k][1])}" if k in v else "–"
         t = v.get("tether", (float("nan"),))[0]
         out.append(
             f"| {label} | {cell('reference')} | {cell('netavark')} | **{cell('tether')}** | "
-            f"{ms(v['floor'][0])} ({ms(v['floor_exec'][0])}) | "
+            f"{ms(v['floor'][0])} ({ms(v['floor_exec'][0])}"
+            f"{'; ' + ms(v['floor_unreg'][0]) if 'floor_unreg' in v else ''}) | "
             f"{ratio(v.get('reference', (0,))[0], t)} faster | "
             f"{ratio(v.get('netavark', (0,))[0], t)} faster | {ratio(t, v['floor'][0])} |")
     fails = {s: sum(ph.get(s, {}).get("failures", 0) for ph in r["phases"].values())
@@ -321,7 +327,12 @@ def write(results, out_dir):
         "its figures); every container publishes one port and registers one DNS name. The "
         "**kernel floor** is a veth pair (host end on a bridge, peer in the container's netns) "
         "created or deleted by one netlink call in one process (bench/tools/veth_floor.cc); in "
-        "brackets, the same tool's whole exec. Each side has a private host namespace of its own.",
+        "brackets, the same tool's whole exec, and for DEL when the kernel announced the pair "
+        "unregistered (its RTM_DELLINK notification: gone from every listing, names free), "
+        "before the call's deferred work (netdev_run_todo's rcu_barrier) and its answer. "
+        "tether's bridge DEL returns at that point and leaves the rest of the kernel's call to a "
+        "detached process (common/detached.h), so its DEL is under the whole call's floor. "
+        "Each side has a private host namespace of its own.",
         "",
         "## Chain ADD and DEL",
         "",

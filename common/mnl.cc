@@ -5,16 +5,15 @@
 #include <linux/netlink.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cstdlib>
 #include <ctime>
 #include <exception>
 
+#include "common/detached.h"
 #include "common/error.h"
 
 namespace cni::mnl {
@@ -88,49 +87,40 @@ int Socket::fd() const { return sock_ ? mnl_socket_get_fd(sock_.get()) : -1; }
 
 namespace {
 
-// In a child: closes every descriptor but `a` and `b`.
-void close_all_but(int a, int b) {
-  if (a > b) std::swap(a, b);
-  if (a > 0) ::close_range(0, static_cast<unsigned>(a) - 1, 0);
-  if (b > a + 1) ::close_range(static_cast<unsigned>(a) + 1, static_cast<unsigned>(b) - 1, 0);
-  ::close_range(static_cast<unsigned>(b) + 1, UINT_MAX, 0);
+struct Release {
+  int fd;
+  int go;
+};
+
+// The grandchild's part of release_detached: async-signal-safe calls only.
+void release_when_told(void* arg) {
+  const auto* r = static_cast<const Release*>(arg);
+  char c;
+  // EOF once the parent has closed its copy of the socket and then the pipe: this close is
+  // the socket's last, the one that waits.
+  while (::read(r->go, &c, 1) < 0 && errno == EINTR) {
+  }
+  // A grace period outside the commit mutex first (mnl.h); where membarrier is refused
+  // (nohz_full, no CONFIG_MEMBARRIER) the close waits as it would have.
+  ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
+  ::close(r->fd);
 }
 
 }  // namespace
 
 void Socket::release_detached() {
   if (!sock_) return;
-  const int fd = mnl_socket_get_fd(sock_.get());
   int go[2];
   if (::pipe2(go, O_CLOEXEC) != 0) {
     sock_.reset();
     return;
   }
-  // Two forks, so that the releasing process is nobody's child here: the middle one exits at
-  // once and is reaped below, and the grandchild goes to init (or the nearest subreaper). Only
-  // async-signal-safe calls after fork.
-  const pid_t middle = ::fork();
-  if (middle == 0) {
-    if (::fork() != 0) ::_exit(0);
-    close_all_but(fd, go[0]);
-    char c;
-    // EOF once the parent has closed its copy of the socket and then the pipe: this close is
-    // the socket's last, the one that waits.
-    while (::read(go[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    // A grace period outside the commit mutex first (mnl.h); where membarrier is refused
-    // (nohz_full, no CONFIG_MEMBARRIER) the close waits as it would have.
-    ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
-    ::close(fd);
-    ::_exit(0);
-  }
+  Release r{mnl_socket_get_fd(sock_.get()), go[0]};
+  const int keep[] = {r.fd, r.go};
+  run_detached(keep, release_when_told, &r);
   ::close(go[0]);
   sock_.reset();  // the child still holds it: not the last reference, no wait
   ::close(go[1]);
-  if (middle > 0) {
-    while (::waitpid(middle, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  }
 }
 
 int Socket::talk(const nlmsghdr* request, OnMessage on_message) {

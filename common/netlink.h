@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,6 +97,16 @@ void set_master(Socket& sock, int ifindex, int master_ifindex);  // 0 releases
 void set_promisc(Socket& sock, int ifindex, bool on);
 // Returns false when no such link exists (which DEL treats as success).
 bool delete_link(Socket& sock, const std::string& name);
+// Deletes link `ifindex` (`name`, for messages) of the calling thread's netns, and returns as
+// soon as the kernel has unregistered it (its RTM_DELLINK notification: gone from every listing,
+// its name and index free, for a veth its peer too), not once the kernel's deferred work for
+// the delete is done (netdev_run_todo's rcu_barrier, most of a veth delete's time, which needs
+// nothing of the caller). The request is made by a detached grandchild (common/detached.h),
+// which also holds `keep` until the kernel has answered it: descriptors whose last release
+// would wait for a grace period (bridge's netfilter socket). Where no grandchild can be made,
+// deletes here and waits. False when no such link exists; throws what delete_link throws.
+// link_delete.cc.
+bool delete_link_detached(int ifindex, const std::string& name, std::span<const int> keep);
 
 // Bridge port settings; unset fields are left as they are.
 struct BridgePortFlags {

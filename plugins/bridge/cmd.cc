@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <span>
 #include <thread>
 
 #include "common/dns_settings.h"
@@ -84,33 +85,39 @@ bool same_mac(const std::string& text, const std::optional<Mac>& mac) {
   return text.empty() || (mac && Mac::parse(text) == *mac);
 }
 
-// DEL's link steps. The container end, when the netns is still there; a path that is no longer
-// a netns (an unmounted bind mount) means the netns is gone, and the pair with it.
-void delete_container_end(const CmdArgs& args) {
-  if (args.netns.empty()) return;
+// DEL's link steps. Each returns once the kernel has unregistered the pair, and leaves the
+// kernel's deferred work for the delete (an rcu_barrier, most of the delete's time) to a
+// detached grandchild, which also holds `keep` (nl::delete_link_detached); true when it did.
+//
+// The container end, when the netns is still there; a path that is no longer a netns (an
+// unmounted bind mount) means the netns is gone, and the pair with it.
+bool delete_container_end(const CmdArgs& args, std::span<const int> keep) {
+  if (args.netns.empty()) return false;
   std::optional<NetnsFd> netns;
   try {
     netns = NetnsFd::open_if_exists(args.netns);
   } catch (const Error& e) {
     spdlog::warn("DEL: {}; cleaning up without it", e.what());
   }
-  if (!netns) return;
-  in_netns(*netns, [&] {
+  if (!netns) return false;
+  return in_netns(*netns, [&] {
     nl::Socket cont = nl::Socket::open();
-    nl::delete_link(cont, args.ifname);
+    auto link = nl::get_link(cont, args.ifname);
+    return link && nl::delete_link_detached(link->ifindex, link->name, keep);
   });
 }
 
 // The host end, found from the state: with CNI_NETNS empty while the netns lives on, the pair
 // is still there. Only a veth that is still a port of our bridge is ours (its random name might
 // have been reused otherwise).
-void delete_host_end(const AttachmentState& state) {
+bool delete_host_end(const AttachmentState& state, std::span<const int> keep) {
   nl::Socket host = nl::Socket::open();
   auto veth = nl::get_link(host, state.host_veth);
   auto br = nl::get_link(host, state.bridge);
   if (veth && br && veth->kind == "veth" && veth->master == br->ifindex) {
-    nl::delete_link(host, veth->name);
+    return nl::delete_link_detached(veth->ifindex, veth->name, keep);
   }
+  return false;
 }
 
 // What ADD works on besides the config: both netlink sockets, the netns, the bridge.
@@ -334,8 +341,9 @@ namespace {
 
 // bridge DEL's own steps, beside IPAM's (cmd_del), each tried whatever the others do.
 void del_steps(const Config& cfg, const CmdArgs& args, ErrorList& errors) {
-  // Released last: a netfilter socket whose batch deleted anything waits for an RCU grace
-  // period at its release, and by then the veth delete's own wait has covered it.
+  // A netfilter socket whose batch deleted anything waits for an RCU grace period at its last
+  // release. Its last release is the veth delete's grandchild's, after the kernel's own wait
+  // for the delete, which covers it; without one, here at the end.
   std::optional<mnl::Socket> nf;
   const StateStore store = state_store(cfg.state_dir);
   const AttachmentKey key = key_of(cfg, args);
@@ -346,10 +354,15 @@ void del_steps(const Config& cfg, const CmdArgs& args, ErrorList& errors) {
     fw_removed = errors.attempt("remove the firewall elements",
                                 [&] { NftFirewall(cfg.nft_table).remove({*state}, nf); });
   }
-  errors.attempt("delete the container interface", [&] { delete_container_end(args); });
+  const int nf_fd[] = {nf ? nf->fd() : -1};
+  bool handed = false;  // a grandchild holds nf
+  errors.attempt("delete the container interface",
+                 [&] { handed = delete_container_end(args, nf_fd) || handed; });
   if (state && !state->host_veth.empty()) {
-    errors.attempt("delete the host veth", [&] { delete_host_end(*state); });
+    errors.attempt("delete the host veth",
+                   [&] { handed = delete_host_end(*state, nf_fd) || handed; });
   }
+  if (handed) nf.reset();  // not its last release: no wait
   // The file goes only once its elements are gone: a later DEL or GC still finds them. A
   // corrupt one (no state) names nothing and goes too.
   if (cfg.uses_nft() && fw_removed) {

@@ -6,6 +6,8 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -78,5 +80,38 @@ class TestNetns {
   std::string name_;
   std::optional<cni::NetnsFd> fd_;
 };
+
+// Whether any process holds a descriptor whose /proc/<pid>/fd link reads `target`
+// ("socket:[<inode>]", "pipe:[<inode>]").
+inline bool fd_target_held(const std::string& target) {
+  for (const auto& proc : std::filesystem::directory_iterator("/proc")) {
+    std::error_code ec;
+    for (const auto& fd : std::filesystem::directory_iterator(proc.path() / "fd", ec)) {
+      std::error_code rec;
+      if (std::filesystem::read_symlink(fd.path(), rec).string() == target) return true;
+    }
+  }
+  return false;
+}
+
+// Exited children of this process that nobody has reaped (state Z in /proc/<pid>/stat).
+inline int zombie_children() {
+  int n = 0;
+  for (const auto& proc : std::filesystem::directory_iterator("/proc")) {
+    std::string stat;
+    if (FILE* f = std::fopen((proc.path() / "stat").c_str(), "r")) {
+      char buf[512];
+      stat.assign(buf, std::fread(buf, 1, sizeof buf, f));
+      std::fclose(f);
+    }
+    // "<pid> (<comm>) <state> <ppid> ...": comm may hold spaces, so read after its last ')'.
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 4 > stat.size()) continue;
+    const char state = stat[paren + 2];
+    const long ppid = std::strtol(stat.c_str() + paren + 4, nullptr, 10);
+    if (state == 'Z' && ppid == ::getpid()) ++n;
+  }
+  return n;
+}
 
 }  // namespace tnst

@@ -163,43 +163,6 @@ TEST_CASE("mnl: a dump that a commit interrupts is read to its end and reported 
   CHECK(tx.list_rules(Family::kIpv4, t, "c")->size() == 1000);
 }
 
-namespace {
-
-// Whether any process holds the socket with inode `ino` (its /proc/<pid>/fd links).
-bool socket_held(ino_t ino) {
-  const std::string want = "socket:[" + std::to_string(ino) + "]";
-  for (const auto& proc : std::filesystem::directory_iterator("/proc")) {
-    std::error_code ec;
-    for (const auto& fd : std::filesystem::directory_iterator(proc.path() / "fd", ec)) {
-      std::error_code rec;
-      if (std::filesystem::read_symlink(fd.path(), rec).string() == want) return true;
-    }
-  }
-  return false;
-}
-
-// Exited children of this process that nobody has reaped (state Z in /proc/<pid>/stat).
-int zombie_children() {
-  int n = 0;
-  for (const auto& proc : std::filesystem::directory_iterator("/proc")) {
-    std::string stat;
-    if (FILE* f = std::fopen((proc.path() / "stat").c_str(), "r")) {
-      char buf[512];
-      stat.assign(buf, std::fread(buf, 1, sizeof buf, f));
-      std::fclose(f);
-    }
-    // "<pid> (<comm>) <state> <ppid> ...": comm may hold spaces, so read after its last ')'.
-    const size_t paren = stat.rfind(')');
-    if (paren == std::string::npos || paren + 4 > stat.size()) continue;
-    char state = stat[paren + 2];
-    const long ppid = std::strtol(stat.c_str() + paren + 4, nullptr, 10);
-    if (state == 'Z' && ppid == ::getpid()) ++n;
-  }
-  return n;
-}
-
-}  // namespace
-
 TEST_CASE("mnl: release_detached hands the last close to a process nobody waits for") {
   TestNetns ns("mnldetach");
   NetnsGuard guard(ns.fd());
@@ -216,15 +179,15 @@ TEST_CASE("mnl: release_detached hands the last close to a process nobody waits 
   CHECK(sock.fd() < 0);
   // The middle process was reaped here, and the grandchild is not this process's child: no
   // zombie of ours is left, now or once the grandchild is gone.
-  CHECK(zombie_children() == 0);
+  CHECK(tnst::zombie_children() == 0);
   // The socket is released for good, by the grandchild, soon.
   bool held = true;
   for (int i = 0; i < 500 && held; ++i) {
-    held = socket_held(st.st_ino);
+    held = tnst::fd_target_held("socket:[" + std::to_string(st.st_ino) + "]");
     if (held) ::usleep(10'000);
   }
   CHECK_FALSE(held);
-  CHECK(zombie_children() == 0);
+  CHECK(tnst::zombie_children() == 0);
   // The commit took effect before the release.
   nft::NftTransaction tx = nft::NftTransaction::open();
   auto left = tx.list_elements(Family::kIpv4, t, "s");

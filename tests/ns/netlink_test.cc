@@ -1,7 +1,11 @@
 #include "common/netlink.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <linux/if.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -152,6 +156,55 @@ TEST_CASE("veth: peer created inside the other netns, port flags, VLANs, idempot
   CHECK_FALSE(nl::delete_link(sock, "tveth0"));
   CHECK(cont.exec("ip link show eth0").status != 0);  // the peer went with it
   CHECK(nl::delete_link(sock, "tbr1"));
+}
+
+TEST_CASE("veth: delete_link_detached returns once the pair is unregistered") {
+  TestNetns host("dh");
+  TestNetns cont("dc");
+  NetnsGuard guard(host.fd());
+  nl::Socket sock = nl::Socket::open();
+  nl::Link br = nl::ensure_bridge(sock, {.name = "tbr2"});
+  nl::Link veth = nl::create_veth(sock, {.name = "tveth2", .peer_name = "eth0"}, cont.fd());
+  nl::set_master(sock, veth.ifindex, br.ifindex);
+  nl::set_link_up(sock, veth.ifindex);
+  // A descriptor for the grandchild to hold until the kernel has answered it: its last release.
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  struct stat st {};
+  REQUIRE(::fstat(p[1], &st) == 0);
+  const std::string pipe = "pipe:[" + std::to_string(st.st_ino) + "]";
+  const int keep[] = {p[1]};
+  const nl::Link peer = cni::in_netns(cont.fd(), [&] {
+    nl::Socket csock = nl::Socket::open();
+    return nl::require_link(csock, "eth0");
+  });
+  const bool deleted = cni::in_netns(
+      cont.fd(), [&] { return nl::delete_link_detached(peer.ifindex, peer.name, keep); });
+  ::close(p[1]);
+  CHECK(deleted);
+  // Unregistered when it returns: both ends gone, on both sides.
+  CHECK_FALSE(nl::get_link(sock, "tveth2").has_value());
+  CHECK(cont.exec("ip link show eth0").status != 0);
+  CHECK(tnst::zombie_children() == 0);
+  // The grandchild lets the kept descriptor go once the kernel has answered: EOF, soon.
+  pollfd eof{p[0], POLLIN, 0};
+  REQUIRE(::poll(&eof, 1, 10'000) == 1);
+  char c;
+  CHECK(::read(p[0], &c, 1) == 0);
+  ::close(p[0]);
+  bool held = true;
+  for (int i = 0; i < 500 && held; ++i) {
+    held = tnst::fd_target_held(pipe);
+    if (held) ::usleep(10'000);
+  }
+  CHECK_FALSE(held);
+  CHECK(tnst::zombie_children() == 0);
+  // The name is free at once for a new pair, and a link that is not there is no error.
+  nl::Link again = nl::create_veth(sock, {.name = "tveth2", .peer_name = "eth0"}, cont.fd());
+  CHECK(nl::delete_link_detached(again.ifindex, again.name, {}));
+  CHECK_FALSE(nl::delete_link_detached(again.ifindex, again.name, {}));
+  CHECK_FALSE(nl::get_link(sock, "tveth2").has_value());
+  CHECK(nl::delete_link(sock, "tbr2"));
 }
 
 TEST_CASE("addresses: add with NODAD, tolerate EEXIST, list per family, delete") {
