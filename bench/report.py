@@ -67,6 +67,20 @@ def chain_rows(r):
     return rows
 
 
+def conntrack_note(r):
+    """The flush of the DNS runs' conntrack entries before the DELs (bench.py
+    settle_conntrack), when the run did it."""
+    c = r.get("conntrack_settle")
+    if not c:
+        return ""
+    most = max(c["before"].values())
+    return (f" Between the ADDs and the DELs the run flushes the conntrack entries the DNS runs "
+            f"left in each side's namespaces ({most:,} in the busiest): the kernel's conntrack "
+            f"hash is one for every namespace, each veth delete of any side has the kernel walk "
+            f"all of it, and for the 120 s these entries live the DELs of every side were up to "
+            f"3× slower.")
+
+
 def chain_table(r):
     out = ["| chain call (ms, median / p90) | reference | netavark | **tether** | kernel floor: "
            "one netlink call (in one process, exec'd; DEL: the pair unregistered after) | "
@@ -349,7 +363,7 @@ def write(results, out_dir):
         f"their iptables calls re-read the whole ruleset, so each container present adds about "
         f"3 ms to every ADD and a run to 1,000 would take most of an hour. Growth = median of "
         f"the last {r['counts']['growth_window']} / median of the first "
-        f"{r['counts']['growth_window']}.",
+        f"{r['counts']['growth_window']}.{conntrack_note(r)}",
         "",
         *growth_table(r),
         "",
