@@ -27,14 +27,16 @@ SEED = int(os.environ.get("TETHER_KILL9_SEED", str(random.randrange(1 << 30))))
 
 
 def test_sigkill_anywhere_in_the_chain_leaves_nothing(network):
-    """SIGKILL after a random delay, uniform over the victim's measured lifetime."""
+    """SIGKILL after a random delay, uniform over the victim's measured lifetime (the shortest
+    of five: a calibration call slowed by the machine, or by the DNS daemon's start, would
+    otherwise put most kill instants after the victim's exit)."""
     net = network()
     lab = net.lab
     rnd = random.Random(SEED)
     print(f"\nkill -9 campaign: {TRIALS} trials, seed {SEED}")
     # Each plugin's lifetime in ADD and in DEL, for the range of kill instants.
     lifetimes = {}
-    for j in range(3):
+    for j in range(5):
         c = Netns(f"{RUN}-cal{j}")
         cid = f"{RUN}-c-{j + 1}"
         try:
@@ -50,8 +52,8 @@ def test_sigkill_anywhere_in_the_chain_leaves_nothing(network):
                 lifetimes.setdefault((target, "DEL"), []).append(k.lifetime)
         finally:
             c.delete()
-    span = {k: statistics.median(v) for k, v in lifetimes.items()}
-    print("lifetimes (median ms): " +
+    span = {k: min(v) for k, v in lifetimes.items()}
+    print("lifetimes (shortest of 5, ms): " +
           ", ".join(f"{p} {v} {span[(p, v)] * 1000:.1f}" for p, v in sorted(span)))
     assert net.residue() == {}
 
