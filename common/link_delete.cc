@@ -13,6 +13,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,6 +47,11 @@ struct Request {
 // The grandchild's part: async-signal-safe calls only.
 void send_delete(void* arg) {
   const auto* r = static_cast<const Request*>(arg);
+  // The answer may find the parent gone: EPIPE then, not death by SIGPIPE before the kept
+  // descriptors are closed in order.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ignore, nullptr);
   int err = 0;
   if (::send(r->sock, &r->msg, sizeof r->msg, 0) < 0) {
     err = errno;
@@ -65,8 +71,9 @@ void send_delete(void* arg) {
       err = e < 0 ? -e : e;
     }
   }
-  // MSG_NOSIGNAL has no pipe counterpart: a parent that stopped reading is fine, so is EPIPE.
-  ::write(r->answer, &err, sizeof err);
+  if (::write(r->answer, &err, sizeof err) < 0) {
+    // EPIPE: the parent has the notification and has gone on; nobody waits for the answer.
+  }
 }
 
 Fd route_socket(unsigned groups) {
