@@ -10,7 +10,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 
+#include "common/build_id.h"
 #include "common/crash_point.h"
 #include "common/error.h"
 #include "common/files.h"
@@ -63,6 +65,66 @@ std::vector<std::string> child_env(const std::string& command, const CmdArgs& ar
   return env;
 }
 
+struct Carried {
+  Verbs verbs;
+  std::string about;
+  std::string build_id;
+};
+
+std::map<std::string, Carried>& carried() {
+  static std::map<std::string, Carried> m;
+  return m;
+}
+
+// The delegate this binary carries for `type`, if the file found at `path` is its binary.
+const Carried* carried_as(const std::string& type, const std::string& path) {
+  auto it = carried().find(type);
+  if (it == carried().end() || gnu_build_id(path) != it->second.build_id) return nullptr;
+  return &it->second;
+}
+
+// The delegate's verbs in this process, reading `env` and `config` where the child would read
+// its environment and stdin; what it prints to stdout is returned in `out`.
+int serve_carried(const Carried& c, const std::vector<std::string>& env, const std::string& config,
+                  std::string& out) {
+  Io io{
+      [&env](const char* name) -> std::optional<std::string> {
+        const size_t len = std::strlen(name);
+        for (const std::string& e : env) {
+          if (e.size() > len && e[len] == '=' && e.compare(0, len, name) == 0)
+            return e.substr(len + 1);
+        }
+        return std::nullopt;
+      },
+      [&config] { return config; },
+      [&out](std::string_view s) { out.append(s); },
+      [](std::string_view s) { write_all(STDERR_FILENO, s, "stderr"); },
+  };
+  return serve(c.verbs, c.about, io);
+}
+
+// The delegate's stdout when it succeeded; its error JSON as an Error, with the same code, msg
+// and details, when it failed (`how`: the failure, for one that printed none).
+std::string outcome(const std::string& type, const std::string& command, const std::string& output,
+                    bool ok, const std::string& how) {
+  if (ok) {
+    crash_point("delegate-returned");
+    return output;
+  }
+  json err = parse_bounded(output);
+  if (err.is_object() && err.contains("code") && err["code"].is_number_integer()) {
+    // The delegate's code is passed on as given, unless it is not a valid one (0 or negative).
+    int64_t code = err["code"].get<int64_t>();
+    auto text = [&](const char* key) {
+      auto it = err.find(key);
+      return it != err.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    throw Error(code > 0 && code <= INT32_MAX ? static_cast<int>(code) : kErrInternal, text("msg"),
+                text("details"));
+  }
+  throw Error(kErrInternal, "plugin " + type + " " + command + " failed (" + how + ")", output);
+}
+
 struct Pipe {
   Fd read;
   Fd write;
@@ -110,6 +172,11 @@ std::string exec_plugin(const std::string& type, const std::string& command, con
                         const std::string& config) {
   std::string path = find_plugin(type, args.path);
   std::vector<std::string> env = child_env(command, args);
+  if (const Carried* c = carried_as(type, path)) {
+    std::string output;
+    int rc = serve_carried(*c, env, config, output);
+    return outcome(type, command, output, rc == 0, "exit status " + std::to_string(rc));
+  }
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -141,25 +208,15 @@ std::string exec_plugin(const std::string& type, const std::string& command, con
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) throw_errno("waitpid");
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    crash_point("delegate-returned");
-    return output;
-  }
-
-  json err = parse_bounded(output);
-  if (err.is_object() && err.contains("code") && err["code"].is_number_integer()) {
-    // The delegate's code is passed on as given, unless it is not a valid one (0 or negative).
-    int64_t code = err["code"].get<int64_t>();
-    auto text = [&](const char* key) {
-      auto it = err.find(key);
-      return it != err.end() && it->is_string() ? it->get<std::string>() : std::string();
-    };
-    throw Error(code > 0 && code <= INT32_MAX ? static_cast<int>(code) : kErrInternal, text("msg"),
-                text("details"));
-  }
   std::string how = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
                                       : "signal " + std::to_string(WTERMSIG(status));
-  throw Error(kErrInternal, "plugin " + type + " " + command + " failed (" + how + ")", output);
+  return outcome(type, command, output, WIFEXITED(status) && WEXITSTATUS(status) == 0, how);
+}
+
+void carry_delegate(const std::string& type, const Verbs& verbs, std::string about,
+                    std::string build_id) {
+  if (build_id.empty()) return;
+  carried()[type] = Carried{verbs, std::move(about), std::move(build_id)};
 }
 
 Result delegate_add(const std::string& type, const CmdArgs& args, const std::string& config) {

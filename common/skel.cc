@@ -216,9 +216,9 @@ const VerbSpec& verb_of(const Verbs& verbs, const std::string& command) {
 
 // One line per call at info level: which attachment, which netns (containerd's second
 // teardown sends none) and whether prevResult came, for whoever reads TETHER_LOG_FILE.
-void log_call(const std::string& command, const CmdArgs& args) {
+void log_call(std::string_view plugin, const std::string& command, const CmdArgs& args) {
   spdlog::info("{} plugin={} network={} container={} ifname={} netns={} prevResult={}", command,
-               program_invocation_short_name, args.conf.name, args.container_id, args.ifname,
+               plugin, args.conf.name, args.container_id, args.ifname,
                args.netns.empty() ? "\"\"" : args.netns, args.conf.prev_result ? "yes" : "no");
 }
 
@@ -253,6 +253,10 @@ void check_network_name(const std::string& name) {
 int plugin_main(const Verbs& verbs, std::string_view about, const Io& io) {
   log::init(std::string(about.substr(0, about.find(' '))));
   arm_crash_points(std::string(about.substr(0, about.find(' '))).c_str());
+  return serve(verbs, about, io);
+}
+
+int serve(const Verbs& verbs, std::string_view about, const Io& io) {
   std::string version = kCurrentVersion;
   try {
     auto command = io.getenv("CNI_COMMAND").value_or("");
@@ -274,7 +278,7 @@ int plugin_main(const Verbs& verbs, std::string_view about, const Io& io) {
     version = args.conf.cni_version;
     check_network_name(args.conf.name);
     check_version(verbs, args.conf, verb);
-    log_call(command, args);
+    log_call(about.substr(0, about.find(' ')), command, args);
     check_not_in_target_netns(io, args.netns);
     run_verb(verbs, verb, args, io);
     return 0;

@@ -54,6 +54,10 @@ struct Io {
 // Returns the process exit code: 0 on success, 1 after printing the error JSON.
 int plugin_main(const Verbs& verbs, std::string_view about, const Io& io = Io::process());
 
+// One call of the protocol, without plugin_main's set-up of the process (its logger, its crash
+// points): a delegate run in another plugin's process (common/invoke.h).
+int serve(const Verbs& verbs, std::string_view about, const Io& io);
+
 // The error JSON as plugin_main prints it.
 json error_json(const std::string& cni_version, int code, const std::string& msg,
                 const std::string& details);

@@ -80,4 +80,14 @@ void cmd_gc(const CmdArgs& args) {
   }
 }
 
+Verbs verbs() {
+  return {
+      .add = cmd_add,
+      .del = cmd_del,
+      .check = cmd_check,
+      .status = cmd_status,
+      .gc = cmd_gc,
+  };
+}
+
 }  // namespace cni::hostlocal

@@ -20,4 +20,9 @@ void cmd_status(const CmdArgs& args);
 // Releases the leases of every attachment not in the valid list; nothing without a list.
 void cmd_gc(const CmdArgs& args);
 
+// The plugin as plugin_main runs it: its verbs, and what it says about itself. bridge carries
+// it too (common/invoke.h, carry_delegate).
+Verbs verbs();
+inline constexpr const char* kAbout = "host-local v" TETHER_VERSION " (tether)";
+
 }  // namespace cni::hostlocal

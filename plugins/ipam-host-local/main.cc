@@ -3,14 +3,4 @@
 #include "common/skel.h"
 #include "plugins/ipam-host-local/cmd.h"
 
-int main() {
-  return cni::plugin_main(
-      {
-          .add = cni::hostlocal::cmd_add,
-          .del = cni::hostlocal::cmd_del,
-          .check = cni::hostlocal::cmd_check,
-          .status = cni::hostlocal::cmd_status,
-          .gc = cni::hostlocal::cmd_gc,
-      },
-      "host-local v" TETHER_VERSION " (tether)");
-}
+int main() { return cni::plugin_main(cni::hostlocal::verbs(), cni::hostlocal::kAbout); }

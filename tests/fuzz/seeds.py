@@ -210,6 +210,23 @@ add("cluster_config", "full", json.dumps(dict(cluster, prefix="/tether/", agentS
     stateDir="/var/lib/a", overlayDir="/var/lib/o", leaseTTL=10, timeoutMs=500,
     tls={"cert": "/etc/c.pem", "key": "/etc/k.pem", "ca": "/etc/ca.pem"})))
 
+
+
+def elf_note(name, ntype, desc, align):
+    """One ELF note: the 12-byte header, the name and the description, each padded to align."""
+    pad = lambda b, at: b + b"\0" * (-(at + len(b)) % align)
+    head = struct.pack("<III", len(name) + 1, len(desc), ntype)
+    name_part = pad(name.encode() + b"\0", len(head))
+    return head + name_part + pad(desc, len(head) + len(name_part))
+
+
+# A linker's two segments: the build ID (4-aligned), and the property note before it (8).
+add("elf_notes", "build-id", b"\0" + elf_note("GNU", 3, bytes(range(20)), 4))
+add("elf_notes", "property-then-id", b"\1" + elf_note("GNU", 5, bytes(16), 8) +
+    elf_note("GNU", 3, bytes(range(20)), 8))
+add("elf_notes", "go-then-gnu", b"\0" + elf_note("Go", 4, b"abcd", 4) +
+    elf_note("GNU", 3, bytes(range(8)), 4))
+
 for target, files in seeds.items():
     d = CORPUS / target
     d.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ works too; they name everything with RUN and remove it.
 """
 import json
 import random
+import re
 import subprocess
 from pathlib import Path
 
@@ -949,6 +950,88 @@ def test_gc_removes_stale_attachments_only(lab):
 
 
 # ---- in the real host namespace -----------------------------------------------------------------
+
+
+# ---- host-local carried in bridge's process (common/invoke.h) ------------------------------------
+
+
+def _build_id(path):
+    out = sh("readelf", "-n", str(path))
+    return re.search(r"Build ID: ([0-9a-f]+)", out).group(1)
+
+
+def _ipam_pids(log):
+    """{plugin: set of pids} of the call lines ("ADD plugin=host-local ...") in a log file."""
+    pids = {}
+    for m in re.finditer(r"\[(\d+)\] info: \w+ plugin=([\w-]+) ", log.read_text()):
+        pids.setdefault(m.group(2), set()).add(int(m.group(1)))
+    return pids
+
+
+def test_this_builds_host_local_runs_in_bridges_process_any_other_is_execd(lab):
+    """bridge runs host-local's verbs itself when CNI_PATH's host-local is the binary of its own
+    build (its GNU build ID), and execs any other: a copy whose build ID differs by one byte
+    here. Both answer every verb alike, and leave the same lease files."""
+    other = lab.tmp / "other-build"
+    other.mkdir()
+    data = (BIN / "host-local").read_bytes()
+    bid = bytes.fromhex(_build_id(BIN / "host-local"))
+    assert data.count(bid) == 1
+    (other / "host-local").write_bytes(data.replace(bid, bid[:-1] + bytes([bid[-1] ^ 1])))
+    (other / "host-local").chmod(0o755)
+    assert _build_id(other / "host-local") != bid.hex()
+    sides = {"carried": lab.path, "exec'd": f"{other}:{lab.path}"}
+    seen = {}
+    for side, path in sides.items():
+        sub = subnet()
+        ipam_dir = lab.tmp / f"ipam-{len(seen)}"
+        log = lab.tmp / f"log-{len(seen)}"
+        conf = lab.conf(f"i{len(seen)}", sub, version="1.1.0", isGateway=True,
+                        ipam={"type": "host-local", "dataDir": str(ipam_dir),
+                              "ranges": [[{"subnet": f"{sub}.0/24", "rangeStart": f"{sub}.2",
+                                           "rangeEnd": f"{sub}.3"}]]})
+        env = {"TETHER_LOG_FILE": str(log), "TETHER_LOG_LEVEL": "info"}
+
+        def run(cmd, conf, ctr=None, cid="x", path=path, env=env):
+            r = run_plugin("bridge", cmd, conf, containerid=cid, netns=ctr.path if ctr else "",
+                           env=env, path=path, ns=lab.h.name)
+            return r.rc, r.json
+
+        ctrs = [lab.container() for _ in range(3)]
+        out = {"add": [run("ADD", conf, c, cid=c.name) for c in ctrs]}
+        added = [r for rc, r in out["add"] if rc == 0]
+        out["check"] = run("CHECK", dict(conf, prevResult=added[0]), ctrs[0], cid=ctrs[0].name)
+        out["status"] = run("STATUS", conf)
+        out["leases"] = sorted(f.name for f in (ipam_dir / conf["name"]).iterdir()
+                               if not f.name.startswith((".", "lock")))
+        out["gc"] = run("GC", dict(conf, **{"cni.dev/valid-attachments": [
+            {"containerID": ctrs[1].name, "ifname": "eth0"}]}))
+        out["after_gc"] = sorted(f.name for f in (ipam_dir / conf["name"]).iterdir()
+                                 if not f.name.startswith((".", "lock")))
+        out["del"] = [run("DEL", conf, c, cid=c.name) for c in ctrs]
+        out["bad"] = run("ADD", dict(conf, ipam=dict(conf["ipam"], ranges=[[{"subnet": "x"}]])),
+                         ctrs[0], cid=ctrs[0].name)
+        pids = _ipam_pids(log)
+        # In bridge's process, host-local's lines carry bridge's pid; exec'd, pids of their own.
+        assert pids["host-local"] and pids["bridge"]
+        shared = pids["host-local"] & pids["bridge"]
+        assert shared == (pids["host-local"] if side == "carried" else set()), (side, pids)
+        # What differs between two networks (names, subnet, MACs) is made comparable.
+        text = json.dumps(out).replace(str(ipam_dir), "IPAM").replace(sub, "SUB")
+        text = text.replace(conf["name"], "NET")
+        for c in ctrs:
+            text = text.replace(c.name, "CTR")
+        seen[side] = re.sub(r'"(mac|name)": "[^"]*"', r'"\1": ""', text)
+    assert seen["carried"] == seen["exec'd"]
+    got = json.loads(seen["carried"])
+    assert [rc for rc, _ in got["add"]] == [0, 0, 1]  # two addresses in the range
+    assert got["add"][2][1]["code"] == 50 and "no IP addresses available" in got["add"][2][1]["msg"]
+    assert got["check"] == [0, None] and got["gc"] == [0, None]
+    assert got["status"][0] == 1 and got["status"][1]["code"] == 50  # the range is full
+    assert got["leases"] == ["SUB.2", "SUB.3", "last_reserved_ip.0"], got
+    assert got["after_gc"] == ["SUB.3", "last_reserved_ip.0"], got
+    assert got["del"] == [[0, None]] * 3
+    assert got["bad"][0] == 1 and got["bad"][1]["code"] == 7, got["bad"]
 
 
 @pytest.fixture
