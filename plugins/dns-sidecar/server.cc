@@ -27,6 +27,9 @@ namespace {
 constexpr int kBatch = 32;             // datagrams per recvmmsg/sendmmsg
 constexpr size_t kMaxDatagram = 4096;  // larger queries are dropped (MSG_TRUNC)
 constexpr size_t kMaxInflight = 1024;  // forwarded queries at once; beyond: REFUSED (Docker)
+// Of them, from one client address: a container that floods names the upstreams never answer
+// leaves the other containers three quarters of the forwards.
+constexpr size_t kMaxInflightPerClient = kMaxInflight / 4;
 // Client TCP connections at once; at the cap a new one closes the one idle longest (RFC 7766
 // 6.2.3), or is closed itself when every one waits for a forward.
 constexpr size_t kMaxTcpConns = 1024;
@@ -158,7 +161,7 @@ class TcpConn : public Watch {
         close();  // a malformed message: the stream cannot be trusted any further
         return;
       }
-      s_.handle_decision(std::move(d), msg, len, Transport::kTcp, key_, {}, 0, id_, nullptr);
+      s_.handle_decision(std::move(d), msg, len, Transport::kTcp, key_, peer_, {}, 0, id_, nullptr);
       if (retired) return;
     }
     in_.erase(in_.begin(), in_.begin() + static_cast<ptrdiff_t>(off));
@@ -302,6 +305,7 @@ class Forward : public Watch {
   sockaddr_storage from{};
   socklen_t from_len = 0;
   uint64_t conn_id = 0;
+  IpAddr client;
   Transport transport() const { return t_; }
 
  private:
@@ -701,7 +705,7 @@ void Server::on_udp(Listener& l) {
                                 resolv_->servers(), rng_, &cache_);
       if (d.kind == Decision::Kind::kDrop) continue;
       replies[nout].clear();
-      handle_decision(std::move(d), wire, len, Transport::kUdp, l.key, from[i],
+      handle_decision(std::move(d), wire, len, Transport::kUdp, l.key, addr_of(from[i]), from[i],
                       in[i].msg_hdr.msg_namelen, 0, &replies[nout]);
       if (replies[nout].empty()) continue;
       out_iov[nout] = {replies[nout].data(), replies[nout].size()};
@@ -722,8 +726,9 @@ void Server::on_udp(Listener& l) {
 }
 
 void Server::handle_decision(Decision d, const uint8_t* wire, size_t len, Transport t,
-                             const ListenKey& key, const sockaddr_storage& from, socklen_t from_len,
-                             uint64_t conn_id, std::vector<uint8_t>* udp_reply) {
+                             const ListenKey& key, const IpAddr& client,
+                             const sockaddr_storage& from, socklen_t from_len, uint64_t conn_id,
+                             std::vector<uint8_t>* udp_reply) {
   if (d.kind == Decision::Kind::kReply) {
     if (t == Transport::kUdp) {
       *udp_reply = std::move(d.reply);
@@ -733,7 +738,9 @@ void Server::handle_decision(Decision d, const uint8_t* wire, size_t len, Transp
     return;
   }
   if (d.kind != Decision::Kind::kForward) return;
-  if (forwards_.size() >= kMaxInflight) {
+  auto mine = forwards_of_.find(client);
+  if (forwards_.size() >= kMaxInflight ||
+      (mine != forwards_of_.end() && mine->second >= kMaxInflightPerClient)) {
     auto refused = error_reply(wire, len, LDNS_RCODE_REFUSED, t);
     if (t == Transport::kUdp) {
       *udp_reply = std::move(refused);
@@ -742,19 +749,21 @@ void Server::handle_decision(Decision d, const uint8_t* wire, size_t len, Transp
     }
     return;
   }
-  start_forward(std::vector<uint8_t>(wire, wire + len), std::move(d.upstreams), t, key, from,
-                from_len, conn_id);
+  start_forward(std::vector<uint8_t>(wire, wire + len), std::move(d.upstreams), t, key, client,
+                from, from_len, conn_id);
 }
 
 void Server::start_forward(std::vector<uint8_t> query, std::vector<Upstream> upstreams, Transport t,
-                           const ListenKey& key, const sockaddr_storage& from, socklen_t from_len,
-                           uint64_t conn_id) {
+                           const ListenKey& key, const IpAddr& client, const sockaddr_storage& from,
+                           socklen_t from_len, uint64_t conn_id) {
   uint64_t id = next_id_++;
   auto f = std::make_unique<Forward>(*this, id, std::move(query), std::move(upstreams), t);
   f->key = key;
   f->from = from;
   f->from_len = from_len;
   f->conn_id = conn_id;
+  f->client = client;
+  ++forwards_of_[client];
   Forward* raw = f.get();
   forwards_[id] = std::move(f);
   if (t == Transport::kTcp) {
@@ -768,6 +777,9 @@ void Server::finish_forward(uint64_t id, std::vector<uint8_t> reply) {
   if (it == forwards_.end()) return;
   std::unique_ptr<Forward> f = std::move(it->second);
   forwards_.erase(it);
+  if (auto c = forwards_of_.find(f->client); c != forwards_of_.end() && --c->second == 0) {
+    forwards_of_.erase(c);
+  }
   if (!reply.empty()) {
     if (f->transport() == Transport::kUdp) {
       deliver_udp(f->key, f->from, f->from_len, reply);

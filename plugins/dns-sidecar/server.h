@@ -124,12 +124,13 @@ class Server {
   void on_tcp_accept(Listener& l);
   void on_control_accept();
   void on_signal();
+  // `client`: the query's source address, whose share of the forwards it counts against.
   void handle_decision(Decision d, const uint8_t* wire, size_t len, Transport t,
-                       const ListenKey& key, const sockaddr_storage& from, socklen_t from_len,
-                       uint64_t conn_id, std::vector<uint8_t>* udp_reply);
+                       const ListenKey& key, const IpAddr& client, const sockaddr_storage& from,
+                       socklen_t from_len, uint64_t conn_id, std::vector<uint8_t>* udp_reply);
   void start_forward(std::vector<uint8_t> query, std::vector<Upstream> upstreams, Transport t,
-                     const ListenKey& key, const sockaddr_storage& from, socklen_t from_len,
-                     uint64_t conn_id);
+                     const ListenKey& key, const IpAddr& client, const sockaddr_storage& from,
+                     socklen_t from_len, uint64_t conn_id);
   void finish_forward(uint64_t id, std::vector<uint8_t> reply);
   void deliver_udp(const ListenKey& key, const sockaddr_storage& to, socklen_t to_len,
                    const std::vector<uint8_t>& reply);
@@ -161,15 +162,14 @@ class Server {
   Registry registry_;
   Index index_;
   ReplyCache cache_;  // entries expire with their scope's stamp; cleared on host-upstream change
-  std::string node_;
+  std::string node_;  // who publishes our local records: the cluster's node name, else hostname
   std::unique_ptr<ClusterSync> cluster_;
   std::unique_ptr<Watch> cluster_watch_;
-  std::map<uint64_t, ControlConn*>
-      awaiting_;  // control replies waiting for etcd, by ticket  // who publishes our local
-                  // records: the cluster's node name, else hostname
+  std::map<uint64_t, ControlConn*> awaiting_;  // control replies waiting for etcd, by ticket
   std::map<ListenKey, std::unique_ptr<Listener>> listeners_;
   std::map<uint64_t, std::unique_ptr<TcpConn>> conns_;
   std::map<uint64_t, std::unique_ptr<Forward>> forwards_;
+  std::map<IpAddr, size_t> forwards_of_;  // in flight per client address (kMaxInflightPerClient)
   std::multimap<Clock::time_point, uint64_t> forward_deadlines_;
   std::vector<std::unique_ptr<Watch>> control_conns_;
   std::vector<std::unique_ptr<Watch>> graveyard_;

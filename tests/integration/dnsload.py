@@ -238,26 +238,32 @@ def pipeline(a):
 
 
 def fwdflood(a):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    """--count forwarded queries, from each address of --sources in turn (default: one socket
+    on any address)."""
+    socks = []
+    for addr in (a.sources.split(",") if a.sources else [""]):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        u.bind((addr, 0))
+        socks.append(u)
     sent = {}
     rcodes, fast = {}, {}
 
     def take(timeout):
-        if not select.select([u], [], [], timeout)[0]:
-            return False
-        r = parse(u.recv(4096))
-        if r and r[0] in sent:
-            rc = str(r[1])
-            rcodes[rc] = rcodes.get(rc, 0) + 1
-            if time.perf_counter() - sent.pop(r[0]) < 0.5:
-                fast[rc] = fast.get(rc, 0) + 1
-        return True
+        ready = select.select(socks, [], [], timeout)[0]
+        for u in ready:
+            r = parse(u.recv(4096))
+            if r and r[0] in sent:
+                rc = str(r[1])
+                rcodes[rc] = rcodes.get(rc, 0) + 1
+                if time.perf_counter() - sent.pop(r[0]) < 0.5:
+                    fast[rc] = fast.get(rc, 0) + 1
+        return bool(ready)
 
     # In bursts of 50, the replies so far read in between: neither side's socket overflows.
     for k in range(a.count):
         qid, m = query(f"f{k}-{random.randrange(1 << 30)}.{a.zone}", qid=k % 65536)
-        u.sendto(m, (a.server, a.port))
+        socks[k % len(socks)].sendto(m, (a.server, a.port))
         sent[qid] = time.perf_counter()
         if k % 50 == 49:
             while take(0):
@@ -367,6 +373,7 @@ def main():
             s.add_argument("--count", type=int, required=True)
             s.add_argument("--zone", default="example")
             s.add_argument("--wait", type=float, default=7)
+            s.add_argument("--sources", default="", help="addr,...: the sockets' addresses")
     s = sub.add_parser("upstream")
     s.add_argument("--addrs", required=True, help="mode=addr,...")
     a = p.parse_args()

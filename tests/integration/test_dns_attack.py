@@ -348,35 +348,50 @@ def test_upstreams_that_never_answer_answer_garbage_or_answer_too_much(env, netn
     assert dig(asker, gw, "web1") == [ip1]
 
 
-def test_forward_flood_beyond_the_inflight_cap_is_refused(env, netns, fake_upstreams):
+@pytest.mark.parametrize("sources", [1, 8])
+def test_forward_flood_beyond_a_clients_share_or_the_inflight_cap_is_refused(env, netns,
+                                                                              fake_upstreams,
+                                                                              sources):
+    """A container floods names that its upstream never answers. From one address, it gets
+    its share of the forwards in flight (a quarter) and REFUSED beyond it, and another
+    container's forwarded query is answered meanwhile; from eight addresses, the whole cap."""
     net = env.network("w", upstreams=[fake_upstreams.addr("silent")])
     asker, flooder = netns("q"), netns("f")
-    env.add(net, asker, "web1")
+    env.add(net, asker, "web1", cap={"dns": {"servers": [fake_upstreams.addr("good")]}})
     env.add(net, flooder, "web2")
     ip1, ip2 = env.ip(asker), env.ip(flooder)
     gw = net.gateway
+    addrs = [f"{net.prefix}.{240 + i}" for i in range(sources)] if sources > 1 else []
+    if addrs:
+        flooder.run("ip", "-batch", "-",
+                    input="".join(f"addr add {a}/32 dev eth0\n" for a in addrs))
+    cap = MAX_INFLIGHT if sources > 1 else MAX_INFLIGHT // 4
     pid = daemon_pid(env.state)
     before = idle_usage(pid)
     count = 3 * MAX_INFLIGHT
     with Sampler(pid) as peak:
         flood = load(flooder, "fwdflood", "--server", gw, "--port", PORT, "--count", count,
-                     "--wait", 8)
+                     "--wait", 8, "--sources", ",".join(addrs))
         time.sleep(0.3)
         g = result(good(asker, gw, {"web2": [ip2], "web1": [ip1]}, tcp_every=10))
+        forwarded = dig_full(asker, gw, "who.example", "A")
         f = result(flood)
     after = wait_fds(pid, before[1], 2)
-    print(f"\nforward flood: {count} queries to a silent upstream: {f}; RSS {before[0]} -> "
-          f"{peak.rss} KiB, fds {before[1]} -> {peak.fds} -> {after}")
+    print(f"\nforward flood from {sources} address(es): {count} queries to a silent upstream: "
+          f"{f}; RSS {before[0]} -> {peak.rss} KiB, fds {before[1]} -> {peak.fds} -> {after}")
     assert alive(pid)
     assert_good(g, "forward flood")
     refused, servfail = f["rcodes"].get("5", 0), f["rcodes"].get("2", 0)
     # Every query answered: REFUSED at once beyond the cap, SERVFAIL at the end of the budget
     # for those in flight.
     assert f["unanswered"] == 0 and refused + servfail == count, f
-    assert refused >= count - MAX_INFLIGHT and f["within_500ms"].get("5") == refused, f
-    assert servfail <= MAX_INFLIGHT and "2" not in f["within_500ms"], f
+    assert refused >= count - cap and f["within_500ms"].get("5") == refused, f
+    assert servfail <= cap and "2" not in f["within_500ms"], f
     # Every forward had its socket, and no more.
-    assert MAX_INFLIGHT - FD_SLACK <= peak.fds - before[1] <= MAX_INFLIGHT + FD_SLACK
+    assert cap - FD_SLACK <= peak.fds - before[1] <= cap + FD_SLACK
+    if sources == 1:
+        # The asker's own upstream answers; the flooder left it its share.
+        assert "status: NOERROR" in forwarded and "192.0.2.1" in forwarded, forwarded
     assert peak.rss - before[0] <= RSS_SLACK_KB
     assert after == before[1]
     assert status(asker, gw, "web2") == "NOERROR"
