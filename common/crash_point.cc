@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -23,7 +24,9 @@ struct Armed {
   std::string plugin;
   std::string name;  // empty: by count
   long nth = 0;
-  long reached = 0;
+  // Atomic: bridge's DEL runs its IPAM on a second thread, host-local's verbs in bridge's own
+  // process when it carries it (common/invoke.h), and both threads pass points.
+  std::atomic<long> reached{0};
   std::string trace;
 };
 
@@ -59,16 +62,16 @@ void arm_crash_points(const char* plugin) {
 void crash_point_reached(const char* name) {
   Armed& a = armed();
   if (!a.on) return;
-  ++a.reached;
+  const long n = ++a.reached;
   if (!a.trace.empty()) {
-    std::string line = a.plugin + " " + std::to_string(a.reached) + " " + name + "\n";
+    std::string line = a.plugin + " " + std::to_string(n) + " " + name + "\n";
     int fd = ::open(a.trace.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd >= 0) {
       (void)!::write(fd, line.data(), line.size());
       ::close(fd);
     }
   }
-  if ((a.nth > 0 && a.reached == a.nth) || (!a.name.empty() && a.name == name)) {
+  if ((a.nth > 0 && n == a.nth) || (!a.name.empty() && a.name == name)) {
     ::kill(::getpid(), SIGKILL);
     ::_exit(137);  // not reached
   }

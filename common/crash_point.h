@@ -13,7 +13,9 @@
 //   <name>            SIGKILL at the first crash point called <name>
 //   #<n>              SIGKILL at the n-th crash point this process reaches (1-based)
 //   <plugin>:<spec>   the same, only in the plugin called <plugin> (bridge runs host-local with
-//                     its own environment: "host-local:#3" kills the delegated IPAM only)
+//                     its own environment: "host-local:#3" kills the delegated IPAM only; when
+//                     bridge carries host-local in its own process, common/invoke.h, host-local's
+//                     points are bridge's and count in bridge's sequence)
 // TETHER_CRASH_TRACE=<file>: each crash point reached is appended to <file> as
 // "<plugin> <n> <name>", so a test knows how many points a verb passes.
 

@@ -43,13 +43,18 @@ def conflist(tmp):
 
 
 class Lab:
-    def __init__(self, h, tmp, suffix=""):
-        """`suffix` "-crashtest": the plugins with their crash points armed."""
+    def __init__(self, h, tmp, suffix="", carried=False):
+        """`suffix` "-crashtest": the plugins with their crash points armed. `carried`: bin/
+        host-local is this build's binary itself (a link, no wrapper), so that bridge runs it in
+        its own process (common/invoke.h) and a kill of bridge lands in host-local's code too."""
         self.h, self.tmp = h, tmp
         self.bin = tmp / "bin"
         self.bin.mkdir()
         for p in PLUGINS:
             w = self.bin / p
+            if carried and p == "host-local":
+                w.symlink_to(BIN / p)
+                continue
             assert (BIN / f"{p}{suffix}").exists(), f"build the {p} target: it builds {p}{suffix}"
             w.write_text(WRAPPER.format(name=p, real=BIN / f"{p}{suffix}"))
             w.chmod(0o755)
@@ -297,15 +302,15 @@ class Network:
 
 @pytest.fixture
 def network(netns, tmpdir_run):
-    """Factory: network(suffix, name, prepare) makes a Lab under tmpdir_run/name, runs
+    """Factory: network(suffix, name, prepare, carried) makes a Lab under tmpdir_run/name, runs
     prepare(lab) (before anything is added: a test mounts its state dirs there), and returns
     its Network; the DNS daemons go at the end."""
     made = []
 
-    def make(suffix="", name="", prepare=None):
+    def make(suffix="", name="", prepare=None, carried=False):
         root = tmpdir_run / name if name else tmpdir_run
         root.mkdir(exist_ok=True)
-        lab = Lab(netns(f"h{name}"), root, suffix)
+        lab = Lab(netns(f"h{name}"), root, suffix, carried)
         made.append(lab)
         if prepare:
             prepare(lab)

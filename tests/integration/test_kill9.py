@@ -18,7 +18,10 @@ TETHER_KILL9_TRIALS (default 150) and TETHER_KILL9_SEED set the campaign;
 import json
 import os
 import random
+import re
 import statistics
+
+import pytest
 
 from chainlab import PLUGINS, Netns, RUN, network, run_armed  # noqa: F401 (network: a fixture)
 
@@ -97,8 +100,10 @@ def test_sigkill_anywhere_in_the_chain_leaves_nothing(network):
 
 
 def crash_trace(lab, cid, c):
-    """The crash points each plugin passes in one clean ADD and one DEL: {(plugin, verb): n}."""
+    """The crash points each plugin passes in one clean ADD and one DEL: {(plugin, verb): n},
+    and the trace's lines ("<plugin> <n> <name>")."""
     counts = {}
+    passed = ""
     trace = lab.tmp / "trace"
     for verb in ("ADD", "DEL"):
         trace.unlink(missing_ok=True)
@@ -111,25 +116,34 @@ def crash_trace(lab, cid, c):
         for line in trace.read_text().splitlines():
             plugin, n, _ = line.split(" ", 2)
             counts[(plugin, verb)] = max(counts.get((plugin, verb), 0), int(n))
+        passed += trace.read_text()
     trace.unlink()
-    return counts
+    return counts, passed
 
 
-def test_crash_at_every_point_of_add_and_del(network):
+@pytest.mark.parametrize("host_local", ["exec'd", "carried"])
+def test_crash_at_every_point_of_add_and_del(network, host_local):
     """The <plugin>-crashtest binaries, killed at their n-th crash point (common/crash_point.h:
     one after every kernel or file effect) for every n that ADD and DEL pass, each plugin of
-    the chain in turn; recovered by DEL and by GC at alternate points."""
-    net = network("-crashtest")
+    the chain in turn; recovered by DEL and by GC at alternate points. host-local runs as a
+    process of its own (a wrapper, exec'd), or in bridge's (carried: this build's binary), where
+    its points are bridge's and a kill there kills bridge."""
+    carried = host_local == "carried"
+    net = network("-crashtest", carried=carried)
     lab = net.lab
     c = Netns(f"{RUN}-cal")
     try:
-        counts = crash_trace(lab, f"{RUN}-c-1", c)
+        counts, passed = crash_trace(lab, f"{RUN}-c-1", c)
     finally:
         c.delete()
     assert net.residue() == {}
     print(f"\ncrash points passed: " +
           ", ".join(f"{p} {v} {n}" for (p, v), n in sorted(counts.items())))
-    assert all(counts.get((p, v)) for p in PLUGINS for v in ("ADD", "DEL")), counts
+    plugins = [p for p in PLUGINS if not (carried and p == "host-local")]
+    assert all(counts.get((p, v)) for p in plugins for v in ("ADD", "DEL")), counts
+    # host-local's own points ("after-lock" first), in its process or in bridge's.
+    assert re.search(rf"^{'bridge' if carried else 'host-local'} \d+ after-lock$", passed, re.M)
+    assert ("host-local", "ADD") not in counts if carried else counts[("host-local", "ADD")]
     problems = []
     trials = 0
     trace = lab.tmp / "trace"
