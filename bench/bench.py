@@ -54,12 +54,14 @@ PORT_BASE = {"tether": 20000, "reference": 25000, "netavark": 30000, "floor": 0}
 
 FULL = {"growth": {"tether": 1000, "reference": 200, "netavark": 200, "floor": 1000},
         "windows": [50, 200], "growth_window": 50, "par": 50, "dns_live": 20,
-        "dns_counts": [1000, 10000], "dns_seconds": 4, "dns_rate": 2000, "startup_runs": 200,
+        "dns_counts": [1000, 10000], "dns_seconds": 4, "dns_rate": 2000, "dns_rounds": 4,
+        "startup_runs": 200,
         "rss_containers": 3}
 LONG = dict(FULL, growth={"tether": 1000, "reference": 1000, "netavark": 1000, "floor": 1000})
 QUICK = {"growth": {"tether": 60, "reference": 30, "netavark": 30, "floor": 60},
          "windows": [10, 30], "growth_window": 10, "par": 16, "dns_live": 20,
-         "dns_counts": [200], "dns_seconds": 1, "dns_rate": 500, "startup_runs": 20,
+         "dns_counts": [200], "dns_seconds": 1, "dns_rate": 500, "dns_rounds": 1,
+         "startup_runs": 20,
          "rss_containers": 1}
 RSS_KEYS = ("hwm_kb", "rss_at_exit_kb", "anon_at_exit_kb", "maxrss_with_children_kb")
 
@@ -220,7 +222,8 @@ class Bench:
         names = {s: v[:count[s]] for s, v in netns.items()}
         res = {s.name: {} for s in self.sides}
         dns = dnsbench.DnsBench(self.sides, self.work, self.counts["dns_seconds"],
-                                self.counts["dns_rate"], profile_at=str(self.counts["dns_counts"][0]))
+                                self.counts["dns_rate"], self.counts["dns_rounds"],
+                                profile_at=str(self.counts["dns_counts"][0]))
         clients = {s.name: names[s.name][0] for s in self.sides}
         dns_rows = []
         prof = chainprof.Profiler(self, netns, count)
