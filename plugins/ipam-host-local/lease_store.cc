@@ -49,6 +49,13 @@ bool Lease::legacy_held_by(const std::string& container_id) const { return owner
 
 std::string lease_file_name(const IpAddr& ip) { return ip.str(); }
 
+std::optional<IpAddr> lease_address(std::string_view name) {
+  auto ip = IpAddr::parse(name);
+  // The reference never names a lease "::ffff:a.b.c.d": it prints an IPv4 address dotted.
+  if (!ip || ip->unmapped() != *ip || lease_file_name(*ip) != name) return std::nullopt;
+  return ip;
+}
+
 namespace {
 
 // The holder's directory in the index, "<ifname>:<containerID>"; empty when `a` cannot be
@@ -162,11 +169,11 @@ std::optional<LeaseStore> LeaseStore::open_existing(const std::string& dir) {
 std::vector<Lease> LeaseStore::leases() const {
   std::vector<Lease> out;
   for (auto& name : list_dir(dir_)) {
-    auto ip = IpAddr::parse(name);
+    auto ip = lease_address(name);
     if (!ip) continue;  // lock, last_reserved_ip.*, temp files, anything foreign
     auto content = read_file(path(name));
     if (!content) continue;
-    out.push_back(Lease{ip->unmapped(), std::move(name), trim(*content), {}});
+    out.push_back(Lease{*ip, std::move(name), trim(*content), {}});
   }
   return out;
 }
@@ -174,7 +181,7 @@ std::vector<Lease> LeaseStore::leases() const {
 std::vector<IpAddr> LeaseStore::leased_addresses() const {
   std::vector<IpAddr> out;
   for (const auto& name : list_dir(dir_)) {
-    if (auto ip = IpAddr::parse(name)) out.push_back(ip->unmapped());
+    if (auto ip = lease_address(name)) out.push_back(*ip);
   }
   return out;
 }
@@ -194,7 +201,7 @@ std::vector<std::string> scan_lease_files(const std::string& dir, bool repair, I
       if (repair) remove_file(dir + "/" + e.name);
       continue;
     }
-    if (!IpAddr::parse(e.name)) continue;  // lock, last_reserved_ip.*, anything foreign
+    if (!lease_address(e.name)) continue;  // lock, last_reserved_ip.*, anything foreign
     files.emplace(e.name, e.ino);
     order.push_back(std::move(e.name));
   }
@@ -252,7 +259,7 @@ std::vector<Lease> LeaseStore::scan(bool repair) {
   std::vector<Lease> out;
   out.reserve(order.size());
   for (auto& name : order) {
-    IpAddr ip = IpAddr::parse(name)->unmapped();
+    IpAddr ip = *lease_address(name);
     if (auto it = indexed.find(name); it != indexed.end()) {
       out.push_back(
           Lease{ip, std::move(name), std::move(it->second.first), std::move(it->second.second)});
@@ -288,11 +295,11 @@ std::vector<Lease> LeaseStore::leases_of(const Attachment& a) const {
   const std::string holder = holder_dir(a);
   if (holder.empty()) return out;  // never indexed: in an indexed store, it holds nothing
   for (auto& e : list_dir_inodes(index_dir_ + "/" + holder)) {
-    auto ip = IpAddr::parse(e.name);
+    auto ip = lease_address(e.name);
     struct stat st {};
     if (!ip || ::lstat(path(e.name).c_str(), &st) != 0 || st.st_ino != e.ino) continue;  // stale
-    out.push_back(Lease{ip->unmapped(), e.name, a.container_id + kLineBreak + a.ifname,
-                        holder + "/" + e.name});
+    out.push_back(
+        Lease{*ip, e.name, a.container_id + kLineBreak + a.ifname, holder + "/" + e.name});
   }
   return out;
 }

@@ -2,7 +2,8 @@
 // The lease directory, byte-compatible with the reference host-local, so that either plugin
 // can take over a directory the other wrote:
 //   <dataDir>/<network>/<ip>                 "<containerID>\r\n<ifname>", mode 0600; files from
-//                                            old versions hold only "<containerID>"
+//                                            old versions hold only "<containerID>"; <ip> as
+//                                            lease_file_name() spells it
 //   <dataDir>/<network>/last_reserved_ip.<i> the address last handed out from range set i
 //   <dataDir>/<network>/lock                 flock(2)ed around every read-modify-write
 // Ours also leaves, only when killed mid-write, hidden ".<name>.tmp-<pid>-<n>" files; they are
@@ -60,6 +61,14 @@ struct Lease {
 // The name of a lease file: the address as Go's net.IP.String() prints it, which IpAddr::str()
 // matches for every address a range can hold (IPv4-mapped ones are canonicalized to IPv4).
 std::string lease_file_name(const IpAddr& ip);
+
+// The address a directory entry is the lease of: only a name that is lease_file_name() of its
+// address, as the reference and tether write them. Anything else ("fd00::0:04", "::ffff:10.1.0.7",
+// lock, last_reserved_ip.*, temp files) is foreign and never a lease: the reference reserves an
+// address by creating exactly that name, so another spelling could not keep it from being
+// handed out twice, and a call that probes one name (the sealed store) must see what a listing
+// sees.
+std::optional<IpAddr> lease_address(std::string_view name);
 
 // The owner index's name for `ip` leased to `a`, "<ifname>:<containerID>/<ip>"; empty when `a`
 // cannot be indexed (an ifname with ":", an ID with "/", a name too long), then its leases are

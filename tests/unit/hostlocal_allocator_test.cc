@@ -452,6 +452,38 @@ TEST_CASE("hostlocal seal: a lease that cannot be indexed leaves the store unsea
   CHECK(seal(c) == mtime(c));
 }
 
+TEST_CASE("hostlocal lease names: only the reference's spelling of an address is a lease") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  // Other spellings of 10.5.0.2 and of an IPv6 address: the reference would still create
+  // "10.5.0.2", so they keep nothing from being handed out, sealed or listed.
+  cni::ensure_dir(c.store_dir(), 0755);
+  cni::atomic_write(c.store_dir() + "/::ffff:10.5.0.2", "x\r\neth0", 0600);
+  cni::atomic_write(c.store_dir() + "/fD00::0:04", "y\r\neth0", 0600);
+  CHECK(cni::hostlocal::lease_address("10.5.0.2") == cni::IpAddr::parse("10.5.0.2"));
+  CHECK(cni::hostlocal::lease_address("fd00::4") == cni::IpAddr::parse("fd00::4"));
+  CHECK_FALSE(cni::hostlocal::lease_address("fD00::0:04"));
+  CHECK_FALSE(cni::hostlocal::lease_address("::ffff:10.5.0.2"));
+  CHECK_FALSE(cni::hostlocal::lease_address("010.5.0.2"));
+  {
+    LeaseStore store = LeaseStore::open(c.store_dir());
+    CHECK(store.scan(true).empty());
+    CHECK(store.leased_addresses().empty());
+    CHECK_FALSE(cni::hostlocal::holds(store, {"x", "eth0"}));
+  }
+  CHECK(add(c, "a") == std::vector<std::string>{"10.5.0.2/29 gw 10.5.0.1"});  // listed
+  REQUIRE(seal(c) == mtime(c));
+  CHECK(del(c, "a") == 1);
+  CHECK(add(c, "b") == std::vector<std::string>{"10.5.0.3/29 gw 10.5.0.1"});  // sealed
+  // Never touched: not ours, and GC leaves what is not a lease.
+  {
+    LeaseStore store = LeaseStore::open(c.store_dir());
+    CHECK(cni::hostlocal::collect_garbage(store, {}) == 1);
+  }
+  CHECK(snapshot(c).count("::ffff:10.5.0.2") == 1);
+  CHECK(snapshot(c).count("fD00::0:04") == 1);
+}
+
 TEST_CASE("hostlocal resolvConf parsing") {
   auto dns = cni::hostlocal::parse_resolv_conf(
       "# comment\n; other\nnameserver 1.1.1.1\n  nameserver   8.8.8.8 \ndomain example.com\n"
