@@ -59,12 +59,14 @@ std::optional<IpAddr> lease_address(std::string_view name) {
 namespace {
 
 // The holder's directory in the index, "<ifname>:<containerID>"; empty when `a` cannot be
-// indexed.
+// indexed. A NUL would end the path the kernel sees: a lease another writer left naming
+// "c\0x" would be linked as the holder directory "eth0:c" itself.
 std::string holder_dir(const Attachment& a) {
+  constexpr std::string_view kNotInId("/ \t\n\v\f\r\0", 8);
+  constexpr std::string_view kNotInIfname(":/ \t\n\v\f\r\0", 9);
   if (a.ifname.empty() || a.container_id.empty() ||
-      a.ifname.find_first_of(":/") != std::string::npos ||
-      a.container_id.find_first_of("/ \t\n\v\f\r") != std::string::npos ||
-      a.ifname.find_first_of(" \t\n\v\f\r") != std::string::npos) {
+      a.ifname.find_first_of(kNotInIfname) != std::string::npos ||
+      a.container_id.find_first_of(kNotInId) != std::string::npos) {
     return {};
   }
   std::string holder = a.ifname + ":" + a.container_id;

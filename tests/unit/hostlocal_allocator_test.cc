@@ -343,6 +343,16 @@ TEST_CASE("hostlocal owner index: names that cannot be indexed are read instead"
   CHECK(inodes(index_dir(c)).empty());
   CHECK(add_error(c, long_id) == cni::hostlocal::kErrDuplicateAllocation);
   CHECK(del(c, long_id) == 1);
+  // A NUL in a lease another writer left: the path would end there, at a holder's directory.
+  using namespace std::string_literals;
+  CHECK(
+      cni::hostlocal::index_entry_name(*cni::IpAddr::parse("10.5.0.2"), {"a\0x"s, "eth0"}).empty());
+  CHECK(cni::hostlocal::index_entry_name(*cni::IpAddr::parse("10.5.0.2"), {"a", "eth\0"s}).empty());
+  cni::atomic_write(c.store_dir() + "/10.5.0.6", "a\0x\r\neth0"s, 0600);
+  add(c, "a");
+  CHECK(inodes(index_dir(c)).count("eth0:a/10.5.0.3") == 1);
+  CHECK(del(c, "a") == 1);
+  CHECK(fs::exists(c.store_dir() + "/10.5.0.6"));
 }
 
 TEST_CASE("hostlocal owner index: the flat entries of an older tether are replaced") {
