@@ -281,10 +281,9 @@ void atomic_replace(const std::string& path, std::string_view data, mode_t mode)
   crash_point("file-written");
 }
 
-bool create_exclusive(const std::string& path, std::string_view data, mode_t mode, bool sync_dir) {
-  TempFile tmp(path, data, mode);
+bool create_exclusive(const std::string& path, std::string_view data, mode_t mode) {
+  TempFile tmp(path, data, mode, /*sync=*/false);
   if (!tmp.link_to(path)) return false;
-  if (sync_dir) fsync_dir(dir_of(path));
   crash_point("file-created");
   return true;
 }

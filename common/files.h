@@ -72,15 +72,13 @@ void atomic_write(const std::string& path, std::string_view data, mode_t mode = 
 // readers must tolerate that. Saves the milliseconds an fsync costs on a disk-backed /run.
 void atomic_replace(const std::string& path, std::string_view data, mode_t mode = 0644);
 
-// Creates `path` with `data` only if it does not exist, atomically: the content is written and
-// fsynced to a temp file which is then link(2)ed into place — link fails with EEXIST instead of
-// replacing, so the file appears complete or not at all. Returns false when `path` exists.
-// With sync_dir false the directory is not fsynced after the link: the content still reaches the
-// disk before the name exists (never an empty file, even after a power loss), but the name may
-// be lost with the power — for records whose holder dies with the kernel anyway (host-local
-// leases). Saves one journal commit, milliseconds on a busy disk.
-bool create_exclusive(const std::string& path, std::string_view data, mode_t mode = 0600,
-                      bool sync_dir = true);
+// Creates `path` with `data` only if it does not exist, atomically: the content is written to a
+// temp file which is then link(2)ed into place — link fails with EEXIST instead of replacing, so
+// other processes, and a kill -9 at any instant, see the file complete or not at all. Returns
+// false when `path` exists. Nothing is fsynced: a power loss may take the name or leave it
+// empty, for records whose holder dies with the kernel anyway (host-local leases) and whose
+// readers tolerate that. Saves a journal commit per file, milliseconds on a busy disk.
+bool create_exclusive(const std::string& path, std::string_view data, mode_t mode = 0600);
 
 // Removes `path`; true if it existed.
 bool remove_file(const std::string& path);
