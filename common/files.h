@@ -72,6 +72,14 @@ void atomic_write(const std::string& path, std::string_view data, mode_t mode = 
 // readers must tolerate that. Saves the milliseconds an fsync costs on a disk-backed /run.
 void atomic_replace(const std::string& path, std::string_view data, mode_t mode = 0644);
 
+// Overwrites `path` in place, creating it when missing: one pwrite and an ftruncate, no temp
+// file and no rename, so the directory does not change and no inode or block is freed (on ext4
+// with online discard, the rename over the old file cost a synchronous discard). Not atomic: a
+// kill -9 or a full disk between the two calls can leave the new bytes followed by the old ones.
+// Only for small hints that every reader reads under a lock the writer holds, and that readers
+// may find stale or garbled (host-local's last_reserved_ip.*).
+void overwrite_in_place(const std::string& path, std::string_view data, mode_t mode = 0600);
+
 // Creates `path` with `data` only if it does not exist, atomically: the content is written to a
 // temp file which is then link(2)ed into place — link fails with EEXIST instead of replacing, so
 // other processes, and a kill -9 at any instant, see the file complete or not at all. Returns

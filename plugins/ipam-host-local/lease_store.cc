@@ -393,14 +393,16 @@ std::optional<IpAddr> LeaseStore::last_reserved(size_t set_index) const {
   return ip->unmapped();
 }
 
-// The hint is replaced by temp + rename without fsync (files.h atomic_replace): another process
-// sees the old address or the new one, never a partial file, even after kill -9 or on a full
-// disk. Durability would buy nothing: after a power cut a stale or empty hint only restarts
-// round-robin (both readers, ours and the reference's, fall back to the range start), and the
-// two fsyncs it would cost per range set are most of an ADD on a busy disk.
+// The hint is overwritten in place (files.h overwrite_in_place), under the lock that every
+// reader holds too (the reference reads it under the same flock): no temp file, no rename, so
+// the lease directory does not change (a sealed store stays sealed) and no old inode is freed,
+// which on ext4 with online discard cost a synchronous discard per ADD. A kill -9 mid-write, a
+// full disk or a power cut can leave it stale, empty or garbled: it is only a hint, and both
+// readers, ours and the reference's, fall back to the range start when it is not an address of
+// the set (and a wrong address of the set only moves where round-robin resumes).
 void LeaseStore::set_last_reserved(size_t set_index, const IpAddr& ip) {
-  sealed_ = false;
-  atomic_replace(path(kLastReservedPrefix + std::to_string(set_index)), lease_file_name(ip), 0600);
+  overwrite_in_place(path(kLastReservedPrefix + std::to_string(set_index)), lease_file_name(ip),
+                     0600);
 }
 
 void LeaseStore::check_writable() const {

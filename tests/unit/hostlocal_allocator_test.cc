@@ -462,6 +462,28 @@ TEST_CASE("hostlocal seal: a lease that cannot be indexed leaves the store unsea
   CHECK(seal(c) == mtime(c));
 }
 
+TEST_CASE("hostlocal last_reserved_ip: overwritten in place, exactly, under the lock") {
+  TempDir d;
+  Config c = config(d, kSmall);
+  add(c, "a");
+  const std::string hint = c.store_dir() + "/last_reserved_ip.0";
+  const ino_t first = inodes(c.store_dir()).at("last_reserved_ip.0");
+  // A longer hint than the next (another writer's, out of the set): it is replaced exactly.
+  cni::overwrite_in_place(hint, "10.5.0.200");
+  CHECK(cni::read_file(hint) == "10.5.0.200");
+  CHECK(del(c, "a") == 1);
+  CHECK(add(c, "b") == std::vector<std::string>{"10.5.0.2/29 gw 10.5.0.1"});  // range start
+  CHECK(cni::read_file(hint) == "10.5.0.2");
+  CHECK(add(c, "e") == std::vector<std::string>{"10.5.0.3/29 gw 10.5.0.1"});
+  CHECK(cni::read_file(hint) == "10.5.0.3");
+  // Never a new inode: no rename, no temp file, and the store is sealed as before.
+  CHECK(inodes(c.store_dir()).at("last_reserved_ip.0") == first);
+  CHECK(seal(c) == mtime(c));
+  struct stat st {};
+  REQUIRE(::lstat(hint.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+}
+
 TEST_CASE("hostlocal lease names: only the reference's spelling of an address is a lease") {
   TempDir d;
   Config c = config(d, kSmall);
