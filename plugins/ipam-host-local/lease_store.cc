@@ -143,7 +143,11 @@ void LeaseStore::seal() {
     if (::utimensat(AT_FDCWD, dir_.c_str(), times, 0) == 0) {
       try {
         ensure_dir(index_dir_, 0755);
-        atomic_replace(stamp, mtime_text(times[1]), 0600);
+        // In place, as the hint (set_last_reserved): a rename over the old stamp frees its
+        // block, a synchronous discard on ext4 mounted with discard. Only tether reads it, under
+        // the lock; a kill or a power cut mid-write leaves it old, empty or garbled, none of
+        // which equals the directory's mtime, so the next call lists and seals again.
+        overwrite_in_place(stamp, mtime_text(times[1]), 0600);
         sealed_ = true;
         return;
       } catch (const Error& e) {
@@ -393,8 +397,8 @@ std::optional<IpAddr> LeaseStore::last_reserved(size_t set_index) const {
   return ip->unmapped();
 }
 
-// The hint is overwritten in place (files.h overwrite_in_place), under the lock that every
-// reader holds too (the reference reads it under the same flock): no temp file, no rename, so
+// The hint is overwritten in place (files.h overwrite_in_place), as the reference's
+// os.WriteFile does, under the lock that every reader holds too: no temp file, no rename, so
 // the lease directory does not change (a sealed store stays sealed) and no old inode is freed,
 // which on ext4 with online discard cost a synchronous discard per ADD. A kill -9 mid-write, a
 // full disk or a power cut can leave it stale, empty or garbled: it is only a hint, and both

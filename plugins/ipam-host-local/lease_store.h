@@ -28,8 +28,8 @@
 // The seal is what makes a call's cost independent of the number of leases. After its last
 // write, a call that knows every lease to be indexed sets the lease directory's mtime to a
 // second in the past and records that time in `sealed`. Any later change of the directory by
-// anyone (a lease created or removed, the reference's last_reserved_ip.* rename, a temp file a
-// killed writer left) sets its mtime to the present, which can never equal the recorded past.
+// anyone (a lease created or removed, by us or the reference, a temp file a killed writer left)
+// sets its mtime to the present, which can never equal the recorded past.
 // So a call that finds the two equal knows the index is still complete, and reads only the
 // holder's own directory and the names it probes: no listing of the leases. Otherwise it lists
 // both directories (readdir gives the inode numbers), adopts and repairs as above, and seals

@@ -462,12 +462,18 @@ TEST_CASE("hostlocal seal: a lease that cannot be indexed leaves the store unsea
   CHECK(seal(c) == mtime(c));
 }
 
-TEST_CASE("hostlocal last_reserved_ip: overwritten in place, exactly, under the lock") {
+TEST_CASE("hostlocal last_reserved_ip and the seal: overwritten in place, exactly") {
   TempDir d;
   Config c = config(d, kSmall);
   add(c, "a");
   const std::string hint = c.store_dir() + "/last_reserved_ip.0";
   const ino_t first = inodes(c.store_dir()).at("last_reserved_ip.0");
+  auto seal_inode = [&] {
+    struct stat st {};
+    REQUIRE(::lstat((index_dir(c) + "/sealed").c_str(), &st) == 0);
+    return st.st_ino;
+  };
+  const ino_t first_seal = seal_inode();
   // A longer hint than the next (another writer's, out of the set): it is replaced exactly.
   cni::overwrite_in_place(hint, "10.5.0.200");
   CHECK(cni::read_file(hint) == "10.5.0.200");
@@ -479,6 +485,7 @@ TEST_CASE("hostlocal last_reserved_ip: overwritten in place, exactly, under the 
   // Never a new inode: no rename, no temp file, and the store is sealed as before.
   CHECK(inodes(c.store_dir()).at("last_reserved_ip.0") == first);
   CHECK(seal(c) == mtime(c));
+  CHECK(seal_inode() == first_seal);  // the seal's stamp too
   struct stat st {};
   REQUIRE(::lstat(hint.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
