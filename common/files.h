@@ -77,7 +77,7 @@ void atomic_replace(const std::string& path, std::string_view data, mode_t mode 
 // with online discard, the rename over the old file cost a synchronous discard). Not atomic: a
 // kill -9 or a full disk between the two calls can leave the new bytes followed by the old ones.
 // Only for small hints that every reader reads under a lock the writer holds, and that readers
-// may find stale or garbled (host-local's last_reserved_ip.*).
+// may find stale or garbled (host-local's last_reserved_ip.* and its seal's stamp).
 void overwrite_in_place(const std::string& path, std::string_view data, mode_t mode = 0600);
 
 // Creates `path` with `data` only if it does not exist, atomically: the content is written to a
