@@ -282,16 +282,8 @@ void atomic_replace(const std::string& path, std::string_view data, mode_t mode)
 }
 
 void overwrite_in_place(const std::string& path, std::string_view data, mode_t mode) {
-  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode));
-  if (!fd) throw_errno("failed to open " + path, errno, kErrIo);
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n =
-        ::pwrite(fd.get(), data.data() + done, data.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw_errno("failed to write " + path, n < 0 ? errno : ENOSPC, kErrIo);
-    done += static_cast<size_t>(n);
-  }
+  const Fd fd = Fd::open(path, O_WRONLY | O_CREAT | O_NOFOLLOW, mode);
+  write_all(fd.get(), data, path);  // from offset 0: the file was just opened, without O_APPEND
   if (::ftruncate(fd.get(), static_cast<off_t>(data.size())) != 0) {
     throw_errno("failed to truncate " + path, errno, kErrIo);
   }

@@ -72,7 +72,7 @@ void atomic_write(const std::string& path, std::string_view data, mode_t mode = 
 // readers must tolerate that. Saves the milliseconds an fsync costs on a disk-backed /run.
 void atomic_replace(const std::string& path, std::string_view data, mode_t mode = 0644);
 
-// Overwrites `path` in place, creating it when missing: one pwrite and an ftruncate, no temp
+// Overwrites `path` in place, creating it when missing: one write and an ftruncate, no temp
 // file and no rename, so the directory does not change and no inode or block is freed (on ext4
 // with online discard, the rename over the old file cost a synchronous discard). Not atomic: a
 // kill -9 or a full disk between the two calls can leave the new bytes followed by the old ones.
