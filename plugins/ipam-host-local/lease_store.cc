@@ -198,18 +198,20 @@ using Inodes = std::unordered_map<std::string, ino_t>;  // name -> inode
 using Indexed =
     std::unordered_map<std::string, std::pair<std::string, std::string>>;  // owner, entry
 
-// The lease files of `dir` in directory order, with their inodes in `files`; temp files are
-// removed with `repair`.
-std::vector<std::string> scan_lease_files(const std::string& dir, bool repair, Inodes& files) {
-  std::vector<std::string> order;
+// The lease files of `dir` in directory order, with their addresses, and their inodes in
+// `files`; temp files are removed with `repair`.
+std::vector<std::pair<std::string, IpAddr>> scan_lease_files(const std::string& dir, bool repair,
+                                                             Inodes& files) {
+  std::vector<std::pair<std::string, IpAddr>> order;
   for (auto& e : list_dir_inodes(dir)) {
     if (is_temp_name(e.name)) {
       if (repair) remove_file(dir + "/" + e.name);
       continue;
     }
-    if (!lease_address(e.name)) continue;  // lock, last_reserved_ip.*, anything foreign
+    auto ip = lease_address(e.name);
+    if (!ip) continue;  // lock, last_reserved_ip.*, anything foreign
     files.emplace(e.name, e.ino);
-    order.push_back(std::move(e.name));
+    order.emplace_back(std::move(e.name), *ip);
   }
   return order;
 }
@@ -259,13 +261,12 @@ Indexed scan_index(const std::string& index_dir, const Inodes& files, bool repai
 std::vector<Lease> LeaseStore::scan(bool repair) {
   if (repair) sealed_ = false;
   Inodes files;
-  std::vector<std::string> order = scan_lease_files(dir_, repair, files);
+  std::vector<std::pair<std::string, IpAddr>> order = scan_lease_files(dir_, repair, files);
   Indexed indexed = scan_index(index_dir_, files, repair);
 
   std::vector<Lease> out;
   out.reserve(order.size());
-  for (auto& name : order) {
-    IpAddr ip = *lease_address(name);
+  for (auto& [name, ip] : order) {
     if (auto it = indexed.find(name); it != indexed.end()) {
       out.push_back(
           Lease{ip, std::move(name), std::move(it->second.first), std::move(it->second.second)});
